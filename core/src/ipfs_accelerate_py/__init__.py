@@ -1,0 +1,50 @@
+"""ipfs-accelerate: call rate-limited AI inference and storage services at volume.
+
+Importing this package is cheap: names are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Client": ".client",
+    "Request": ".request",
+    "Priority": ".request",
+    "Result": ".results",
+    "ResultStream": ".results",
+    "StreamChunk": ".results",
+    "Usage": ".results",
+    "ToolCall": ".results",
+    "ApiKey": ".keys",
+    "Secret": ".keys",
+    "BackendConfig": ".config",
+    "ClientConfig": ".config",
+    "RetryPolicy": ".config",
+    "BreakerPolicy": ".config",
+    "Backend": ".backend",
+    "hookimpl": ".hookspecs",
+    "get_plugin_manager": ".plugins",
+    "list_plugins": ".plugins",
+    "StatsSnapshot": ".stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ipfs_accelerate_py' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,260 @@
+"""The contract a backend plugin implements: build the HTTP request, parse the answer,
+classify the error, read rate-limit headers.  Queueing, limits, retries, the breaker and
+stats all come from the pipeline; a backend is glue.
+
+Subclass :class:`Backend`, set :attr:`~Backend.name`, and for each operation ``op`` write
+``build_op(request, key) -> HttpRequest`` and ``parse_op(request, response) -> Result``
+(plus ``stream_op(request, response) -> Iterator[StreamChunk]`` if it streams).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Iterator, Mapping, Sequence
+
+from .config import BackendConfig
+from .errors import (
+    ContextTooLong,
+    InvalidRequest,
+    ProviderError,
+    TransientError,
+    error_for_status,
+)
+from .http import HttpRequest
+from .keys import ApiKey
+from .request import Request
+from .results import Result, StreamChunk
+from .wire.ratelimit import RateLimitInfo, parse_retry_after, parse_should_retry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+    from .server import ProtocolServer
+
+
+class Backend:
+    """Base class of every backend.  One instance per configured backend in a client."""
+
+    #: The backend's registry name (``"openai"``), used in requests and configuration.
+    name: ClassVar[str] = ""
+    #: Used when the configuration gives no base URL.
+    default_base_url: ClassVar[str | None] = None
+    #: operation name -> one-line description (shown by ``ipfs-accelerate plugins``).
+    operations: ClassVar[Mapping[str, str]] = {}
+    #: Operations that can stream.
+    streaming_operations: ClassVar[frozenset[str]] = frozenset()
+    #: Whether a request can be sent without a key (self-hosted servers: False).
+    key_required: ClassVar[bool] = True
+    #: Environment variables holding a key, in order of preference.
+    env_keys: ClassVar[tuple[str, ...]] = ()
+    #: The original system's metadata keys holding a key, in order of preference.
+    metadata_keys: ClassVar[tuple[str, ...]] = ()
+    #: Environment variables / metadata keys holding a base URL.
+    env_base_url: ClassVar[tuple[str, ...]] = ()
+    metadata_base_url: ClassVar[tuple[str, ...]] = ()
+    #: Header carrying our request id to the provider (None: the provider takes none).
+    request_id_header: ClassVar[str | None] = "X-Request-ID"
+    #: Header carrying the provider's own request id in responses.
+    response_id_header: ClassVar[str | None] = "x-request-id"
+    #: The server side of this protocol (for tests, the simulator and benchmarks).
+    server_class: ClassVar[type[ProtocolServer] | None] = None
+
+    def __init__(self, config: BackendConfig | None = None) -> None:
+        self.config = config or BackendConfig(name=self.name)
+        base = self.config.base_url or self.default_base_url
+        if not base:
+            from .errors import ConfigError
+
+            raise ConfigError("base_url", f"backend {self.name!r} needs a base_url")
+        self.base_url = base.rstrip("/")
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def keys_from(cls, metadata: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> list[ApiKey]:
+        """Keys from the original system's metadata keys, else from the environment."""
+        metadata = metadata or {}
+        environ = os.environ if environ is None else environ
+        for name in cls.metadata_keys:
+            if metadata.get(name):
+                return [ApiKey(secret=str(metadata[name]), name=f"{cls.name}-{name}")]
+        for name in cls.env_keys:
+            if environ.get(name):
+                return [ApiKey(secret=environ[name], name=f"{cls.name}-{name.lower()}")]
+        return []
+
+    @classmethod
+    def base_url_from(cls, metadata: Mapping[str, Any] | None = None,
+                      environ: Mapping[str, str] | None = None) -> str | None:
+        metadata = metadata or {}
+        environ = os.environ if environ is None else environ
+        for name in cls.metadata_base_url:
+            if metadata.get(name):
+                return str(metadata[name])
+        for name in cls.env_base_url:
+            if environ.get(name):
+                return environ[name]
+        return None
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.config.options.get(name, default)
+
+    # ------------------------------------------------------------------ client side
+    def supports(self, operation: str) -> bool:
+        return operation in self.operations
+
+    def check(self, request: Request) -> None:
+        """Reject a request that can never succeed, before it is queued."""
+        if not self.supports(request.operation):
+            raise InvalidRequest(
+                f"backend {self.name!r} has no operation {request.operation!r}; "
+                f"supported: {', '.join(sorted(self.operations))}", backend=self.name)
+        if request.stream and request.operation not in self.streaming_operations:
+            raise InvalidRequest(f"operation {request.operation!r} of {self.name!r} does not stream",
+                                 backend=self.name)
+
+    def url(self, path: str) -> str:
+        return self.base_url + "/" + path.lstrip("/")
+
+    def auth_headers(self, key: ApiKey | None) -> dict[str, str]:
+        """Bearer auth by default; override for other schemes."""
+        secret = key.reveal() if key is not None else None
+        return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+    def build_request(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        builder = getattr(self, "build_" + request.operation, None)
+        if builder is None:
+            raise InvalidRequest(f"backend {self.name!r} cannot build {request.operation!r}",
+                                 backend=self.name)
+        http = builder(request, key)
+        headers = {**self.auth_headers(key), **http.headers}
+        if self.request_id_header and self.config.options.get("send_request_id", True):
+            headers.setdefault(self.request_id_header, request.request_id)
+        http.headers = headers
+        if request.stream:
+            http.stream = True
+        return http
+
+    def parse_response(self, request: Request, response: requests.Response) -> Result:
+        parser = getattr(self, "parse_" + request.operation)
+        return parser(request, response)
+
+    def parse_stream(self, request: Request, response: requests.Response) -> Iterator[StreamChunk]:
+        parser = getattr(self, "stream_" + request.operation, None)
+        if parser is None:
+            raise InvalidRequest(f"operation {request.operation!r} does not stream",
+                                 backend=self.name)
+        return parser(request, response)
+
+    def classify_error(self, request: Request | None, response: requests.Response) -> ProviderError:
+        """Map an error response to one error class.  The default understands the common
+        ``{"error": {"message", "type", "code"}}``, ``{"error": "..."}`` and ``{"message"}``
+        bodies; backends override it to read their provider's codes."""
+        message, code = self.error_message(response)
+        cls = error_for_status(response.status_code)
+        if code and "context_length" in code:
+            cls = ContextTooLong
+        return self.make_error(cls, message, response, code=code)
+
+    def make_error(self, cls: type[ProviderError], message: str, response: requests.Response | None,
+                   *, code: str | None = None, retry_after: float | None = None) -> ProviderError:
+        """Build a classified error carrying the response's hints."""
+        headers = response.headers if response is not None else {}
+        return cls(
+            message,
+            status=response.status_code if response is not None else None,
+            code=code,
+            request_id=self.provider_request_id(response),
+            retry_after=retry_after if retry_after is not None else parse_retry_after(headers),
+            should_retry=parse_should_retry(headers),
+            response=response,
+            backend=self.name,
+        )
+
+    def provider_request_id(self, response: requests.Response | None) -> str | None:
+        if response is None or not self.response_id_header:
+            return None
+        return response.headers.get(self.response_id_header)
+
+    @staticmethod
+    def error_message(response: requests.Response) -> tuple[str, str | None]:
+        """(message, code) from a JSON error body; a short text excerpt otherwise."""
+        try:
+            body = response.json()
+        except ValueError:
+            text = (response.text or "").strip()
+            if not text:
+                return f"HTTP {response.status_code} with an empty body", None
+            if text.lstrip().startswith("<"):
+                return f"HTTP {response.status_code} with a non-JSON (HTML) body", None
+            return f"HTTP {response.status_code}: {text[:300]}", None
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            code = err.get("code") or err.get("type") or err.get("status")
+            return str(err.get("message") or err), (str(code) if code is not None else None)
+        if isinstance(err, str):
+            return err, None
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"]), (str(body["code"]) if body.get("code") else None)
+        return f"HTTP {response.status_code}: {json.dumps(body)[:300]}", None
+
+    def decode_json(self, response: requests.Response) -> Any:
+        """The JSON body of a success response; anything else is a transient error, never a
+        silently wrong result (an HTML page from a proxy, an empty or cut body)."""
+        try:
+            return response.json()
+        except ValueError:
+            text = (response.text or "").strip()
+            what = "an empty body" if not text else (
+                "an HTML page" if text.startswith("<") else "malformed JSON")
+            raise self.make_error(TransientError, f"HTTP {response.status_code} with {what}",
+                                  response, code="malformed_response") from None
+
+    def rate_limit_info(self, response: requests.Response) -> RateLimitInfo | None:
+        """What the response's headers say about the key's quota (None: nothing)."""
+        return None
+
+    def estimate_tokens(self, request: Request) -> int:
+        """A pre-call estimate of the tokens a request costs (reconciled from usage later)."""
+        payload = request.payload
+        try:
+            size = len(json.dumps(payload, default=str))
+        except (TypeError, ValueError):
+            size = 0
+        out = 0
+        for k in ("max_tokens", "max_completion_tokens", "max_new_tokens", "maxOutputTokens",
+                  "num_predict"):
+            v = payload.get(k) if isinstance(payload, Mapping) else None
+            if isinstance(v, int):
+                out = v
+                break
+        return size // 4 + out
+
+    def endpoint_id(self, request: Request | None = None) -> str:
+        """Breaker scope: one breaker per backend endpoint."""
+        return f"{self.name}@{self.base_url}"
+
+    # ------------------------------------------------------------------ batching
+    def batch_key(self, request: Request) -> Hashable | None:
+        """Requests with equal non-None keys may be coalesced into one call."""
+        return None
+
+    def max_batch_size(self, request: Request) -> int:
+        return 1
+
+    def merge_batch(self, requests: Sequence[Request]) -> Request:
+        raise NotImplementedError
+
+    def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ description
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"name": cls.name, "operations": dict(cls.operations),
+                "streaming": sorted(cls.streaming_operations),
+                "default_base_url": cls.default_base_url}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.base_url}>"

@@ -1,0 +1,242 @@
+"""The closed set of error classes every policy decides from.
+
+A backend classifies each failure exactly once, into one :class:`ErrorClass`, and raises
+the matching :class:`ProviderError` subclass.  Retry, breaker and limiter decisions look
+only at that class (and the hints the error carries), never at raw status codes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ErrorClass(str, enum.Enum):
+    """What kind of failure a request met.  The pipeline's policies switch on this."""
+
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"  # 5xx, overloaded, malformed answer from a flaky server
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    AUTH = "auth"
+    INVALID_REQUEST = "invalid_request"
+    NOT_FOUND = "not_found"
+    CONTEXT_TOO_LONG = "context_too_long"
+    CONTENT_FILTERED = "content_filtered"
+
+
+#: Classes that mean "the service is unwell"; they feed the circuit breaker.
+BREAKER_FAILURES = frozenset(
+    {ErrorClass.TRANSIENT, ErrorClass.TIMEOUT, ErrorClass.CONNECTION}
+)
+#: Classes worth another attempt by default.
+RETRYABLE = frozenset(
+    {ErrorClass.RATE_LIMITED, ErrorClass.TRANSIENT, ErrorClass.TIMEOUT, ErrorClass.CONNECTION}
+)
+
+
+class AccelerateError(Exception):
+    """Base class of every error this library raises."""
+
+
+class ConfigError(AccelerateError, ValueError):
+    """Invalid configuration.  The message names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class QueueFullError(AccelerateError):
+    """The bounded request queue is full and the client was told not to block."""
+
+
+class DeadlineExceeded(AccelerateError):
+    """A request's deadline passed before it could complete."""
+
+    def __init__(self, message: str, *, request_id: str | None = None,
+                 last_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.last_error = last_error
+
+
+class CircuitOpenError(AccelerateError):
+    """Raised only in fail-fast mode: the endpoint's breaker is open."""
+
+    def __init__(self, endpoint: str, *, request_id: str | None = None) -> None:
+        super().__init__(f"circuit open for {endpoint}")
+        self.endpoint = endpoint
+        self.request_id = request_id
+
+
+class ClientClosedError(AccelerateError):
+    """The client was closed; no new request is accepted, queued ones were cancelled."""
+
+
+class PluginError(AccelerateError):
+    """A plugin hook raised.  ``plugin`` names it; the original error is ``__cause__``."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}")
+        self.plugin = plugin
+        self.hook = hook
+
+
+class UnknownPluginError(AccelerateError, LookupError):
+    """A backend or strategy was asked for by a name no installed plugin provides."""
+
+    def __init__(self, kind: str, name: str, installed: list[str], hint: str = "") -> None:
+        listed = ", ".join(sorted(installed)) or "none"
+        msg = f"unknown {kind} {name!r}; installed: {listed}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+        self.kind = kind
+        self.name = name
+        self.installed = sorted(installed)
+
+
+class NoKeyError(AccelerateError):
+    """A backend that needs a key has none configured (or every key was disabled)."""
+
+
+class ProviderError(AccelerateError):
+    """A failure attributed to the remote service, classified once by the backend.
+
+    Carries what a caller needs to act on it: the HTTP status, the provider's own error
+    code and message, the request id, retry hints and the response object.  The API key
+    is never stored here, so it cannot leak through ``str``, ``repr`` or a traceback.
+    """
+
+    error_class: ErrorClass = ErrorClass.TRANSIENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
+        response: Any = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.should_retry = should_retry
+        self.response = response
+        self.backend = backend
+        self.key_id: str | None = None  # a short non-secret id, filled by the pipeline
+        self.attempts: int = 0
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.backend:
+            parts.append(f"backend={self.backend}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if parts[1:] else "")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self):  # keep errors picklable across processes (without the response)
+        return (_rebuild_error, (type(self), self.message, self.status, self.code,
+                                 self.request_id, self.retry_after, self.should_retry,
+                                 self.backend))
+
+
+def _rebuild_error(cls, message, status, code, request_id, retry_after, should_retry, backend):
+    return cls(message, status=status, code=code, request_id=request_id,
+               retry_after=retry_after, should_retry=should_retry, backend=backend)
+
+
+class RateLimited(ProviderError):
+    error_class = ErrorClass.RATE_LIMITED
+
+
+class TransientError(ProviderError):
+    error_class = ErrorClass.TRANSIENT
+
+
+class RequestTimeout(ProviderError):
+    error_class = ErrorClass.TIMEOUT
+
+
+class ConnectionFailed(ProviderError):
+    error_class = ErrorClass.CONNECTION
+
+
+class AuthError(ProviderError):
+    error_class = ErrorClass.AUTH
+
+
+class InvalidRequest(ProviderError):
+    error_class = ErrorClass.INVALID_REQUEST
+
+
+class NotFound(ProviderError):
+    error_class = ErrorClass.NOT_FOUND
+
+
+class ContextTooLong(InvalidRequest):
+    error_class = ErrorClass.CONTEXT_TOO_LONG
+
+
+class ContentFiltered(ProviderError):
+    error_class = ErrorClass.CONTENT_FILTERED
+
+
+ERROR_TYPES: dict[ErrorClass, type[ProviderError]] = {
+    ErrorClass.RATE_LIMITED: RateLimited,
+    ErrorClass.TRANSIENT: TransientError,
+    ErrorClass.TIMEOUT: RequestTimeout,
+    ErrorClass.CONNECTION: ConnectionFailed,
+    ErrorClass.AUTH: AuthError,
+    ErrorClass.INVALID_REQUEST: InvalidRequest,
+    ErrorClass.NOT_FOUND: NotFound,
+    ErrorClass.CONTEXT_TOO_LONG: ContextTooLong,
+    ErrorClass.CONTENT_FILTERED: ContentFiltered,
+}
+
+
+def error_for_status(status: int) -> type[ProviderError]:
+    """The default class for an HTTP status when the body says nothing more specific."""
+    if status == 429:
+        return RateLimited
+    if status in (401, 403):
+        return AuthError
+    if status == 404:
+        return NotFound
+    if status == 408:
+        return RequestTimeout
+    if status == 413:
+        return InvalidRequest
+    if 400 <= status < 500:
+        return InvalidRequest
+    return TransientError
+
+
+class StreamError(AccelerateError):
+    """A stream broke after its first chunk: cut, truncated, or an error event.
+
+    ``partial_text`` holds what arrived before the break, so nothing is silently short.
+    ``cause_error`` is the classified provider error when the stream carried one.
+    """
+
+    def __init__(self, message: str, *, partial_text: str = "", request_id: str | None = None,
+                 cause_error: ProviderError | None = None) -> None:
+        super().__init__(message)
+        self.partial_text = partial_text
+        self.request_id = request_id
+        self.cause_error = cause_error

@@ -1,0 +1,77 @@
+"""Frozen monitoring events, handed to the monitoring hooks.
+
+Events carry a key's public ``key_id`` only, never the key.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from .results import Usage
+
+
+class Outcome(str, enum.Enum):
+    SUCCESS = "success"
+    ERROR = "error"  # a classified provider error, not retried further
+    DEADLINE = "deadline"  # its deadline passed (in the queue or between attempts)
+    CANCELLED = "cancelled"  # cancelled by the caller or by close()
+    PLUGIN_ERROR = "plugin_error"  # a hook raised; the request failed with PluginError
+
+
+@attrs.frozen
+class RequestQueued:
+    request_id: str
+    backend: str
+    operation: str
+    priority: int
+    queue_depth: int
+    time: float
+
+
+@attrs.frozen
+class RequestStarted:
+    request_id: str
+    backend: str
+    operation: str
+    key_id: str | None
+    attempt: int
+    queued_for: float  # seconds since submission
+    time: float
+
+
+@attrs.frozen
+class RequestRetried:
+    request_id: str
+    backend: str
+    key_id: str | None
+    attempt: int  # attempts made so far
+    error_class: str
+    status: int | None
+    delay: float
+    time: float
+
+
+@attrs.frozen
+class RequestFinished:
+    request_id: str
+    backend: str
+    operation: str
+    outcome: Outcome
+    latency: float  # seconds from submission to completion
+    key_id: str | None
+    attempts: int
+    error_class: str | None = None
+    error: str | None = None  # the error's message (never contains a key)
+    usage: Usage | None = None
+    batch_size: int = 1
+    time: float = 0.0
+
+
+@attrs.frozen
+class BreakerChanged:
+    endpoint: str
+    old_state: str
+    new_state: str
+    time: float

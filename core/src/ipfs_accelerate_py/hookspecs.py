@@ -1,0 +1,193 @@
+"""Hook specifications: the contract between the core and its plugins.
+
+Every plugin is a module (or object) registered under the entry-point group
+``ipfs_accelerate`` that implements some of the hooks below with
+``@ipfs_accelerate_py.hookimpl``.  A plugin implements only what it needs; the core
+ships a default for every hook marked *firstresult*, registered last, so it works with
+no plugin but a backend.
+
+Hooks that may run for every request (``accelerate_select_key``, ``accelerate_backoff``
+and the monitoring hooks) are called on the pipeline's worker threads: keep them fast and
+thread-safe.  A hook that raises fails only the request it was called for, with a
+:class:`~ipfs_accelerate_py.errors.PluginError` naming the plugin; the pipeline keeps
+serving the others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import random
+
+    from .backend import Backend
+    from .breaker import CircuitBreaker
+    from .config import BreakerPolicy, ClientConfig, RetryPolicy
+    from .errors import ProviderError
+    from .events import BreakerChanged, RequestFinished, RequestQueued, RequestRetried, RequestStarted
+    from .queue import PriorityRequestQueue
+    from .request import Request
+    from .retry import RetryDecision
+    from .selection import KeyCandidate
+    from .server import ProtocolServer
+    from .state import StateStore
+
+PROJECT = "ipfs_accelerate"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------- registration
+@hookspec
+def accelerate_backends() -> Sequence[type[Backend]]:
+    """Register backend classes.
+
+    :return: a sequence of :class:`~ipfs_accelerate_py.backend.Backend` subclasses.  Every
+        plugin's results are collected; each class's ``name`` must be unique among the
+        installed backends (a duplicate name is reported as a plugin error).
+
+    Called once per plugin manager, the first time a backend is looked up by name.
+    """
+
+
+@hookspec
+def accelerate_strategies() -> dict[str, Any]:
+    """Register key-selection strategies by name.
+
+    :return: a mapping ``name -> factory``; the factory takes no argument and returns an
+        object with ``select(request, candidates) -> KeyCandidate | None`` (see
+        :class:`~ipfs_accelerate_py.selection.Strategy`).  Results of all plugins are
+        merged; a duplicate name is reported as a plugin error.
+
+    Called once per plugin manager, when a client resolves ``ClientConfig.strategy``.
+    """
+
+
+@hookspec
+def accelerate_protocol_servers() -> Sequence[type[ProtocolServer]]:
+    """Register the server side of protocols (for the simulator, tests and benchmarks).
+
+    :return: a sequence of :class:`~ipfs_accelerate_py.server.ProtocolServer` subclasses,
+        each naming the backend it speaks for in its ``name``.  All results are collected.
+
+    Called when the simulator or a test asks for the server side of a backend.
+    """
+
+
+# ---------------------------------------------------------------- pipeline factories
+@hookspec(firstresult=True)
+def accelerate_make_queue(config: ClientConfig) -> PriorityRequestQueue | None:
+    """Make the client's request queue.
+
+    :param config: the client's configuration (``queue_size`` is the bound).
+    :return: an object with the interface of
+        :class:`~ipfs_accelerate_py.queue.PriorityRequestQueue`, or None to let the next
+        implementation decide.  The first non-None result wins; the core's default is the
+        bounded priority heap.
+
+    Called once when a client is constructed.  The pipeline calls the queue under its own
+    lock, so a queue need not be thread-safe.
+    """
+
+
+@hookspec(firstresult=True)
+def accelerate_make_state_store(config: ClientConfig) -> StateStore | None:
+    """Make the store that holds limiter buckets, breakers and in-flight counters.
+
+    :param config: the client's configuration.
+    :return: a :class:`~ipfs_accelerate_py.state.StateStore`, or None.  First result wins;
+        the core's default keeps everything in memory.
+
+    Called once when a client is constructed.
+    """
+
+
+@hookspec(firstresult=True)
+def accelerate_make_breaker(endpoint: str, policy: BreakerPolicy, store: StateStore,
+                            on_transition: Any) -> CircuitBreaker | None:
+    """Make the circuit breaker of one backend endpoint.
+
+    :param endpoint: the endpoint id (``backend@base_url``).
+    :param policy: the client's breaker policy.
+    :param store: the client's state store.
+    :param on_transition: callable ``(endpoint, old_state, new_state, now)`` the breaker
+        must call on every state change.
+    :return: an object with the interface of
+        :class:`~ipfs_accelerate_py.breaker.CircuitBreaker`, or None.  First result wins;
+        the core's default asks the state store.
+
+    Called once per endpoint, the first time a request for it is submitted.
+    """
+
+
+# ---------------------------------------------------------------- per-request decisions
+@hookspec(firstresult=True)
+def accelerate_select_key(request: Request, candidates: Sequence[KeyCandidate],
+                          strategy: str) -> KeyCandidate | None:
+    """Choose the key that will carry ``request``.
+
+    :param request: the request being dispatched.
+    :param candidates: the keys that have capacity *now* (below their concurrency limit,
+        admitted by their rate limiter, not disabled), each a
+        :class:`~ipfs_accelerate_py.selection.KeyCandidate` with its live state:
+        ``in_flight``, ``max_concurrent``, ``headroom`` (0..1), ``healthy``.  Never empty.
+    :param strategy: the strategy name from the client's configuration.
+    :return: one of ``candidates``, or None to defer to the next implementation.  First
+        result wins; the core's default applies the named strategy from
+        :func:`accelerate_strategies` (or the built-in ``first-available``).
+
+    Called on a worker thread, under the pipeline's lock, for every attempt: keep it fast.
+    """
+
+
+@hookspec(firstresult=True)
+def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
+                       policy: RetryPolicy, now: float, deadline: float | None,
+                       rng: random.Random) -> RetryDecision | None:
+    """Decide whether to retry after a failed attempt, and after how long.
+
+    :param request: the failed request.
+    :param attempt: attempts made so far (1 after the first failure).
+    :param error: the classified error; its ``retry_after`` and ``should_retry`` carry the
+        response's hints (``retry-after(-ms)``, ``x-should-retry``).
+    :param policy: the client's retry policy.
+    :param now: the current monotonic time; ``deadline`` the request's (or None).
+    :param rng: the pipeline's random source (seedable, for jitter).
+    :return: a :class:`~ipfs_accelerate_py.retry.RetryDecision` (``retry``, ``delay``,
+        ``reason``), or None to defer.  First result wins; the core's default is full-jitter
+        exponential backoff honouring the hints, the deadline and the retry budget.
+
+    Called on a worker thread after every failed attempt of a retryable request.
+    """
+
+
+# ---------------------------------------------------------------- monitoring
+@hookspec
+def accelerate_on_queued(event: RequestQueued) -> None:
+    """A request entered the queue.  Called on the submitting thread."""
+
+
+@hookspec
+def accelerate_on_started(event: RequestStarted) -> None:
+    """An attempt of a request is about to be sent.  Called on a worker thread."""
+
+
+@hookspec
+def accelerate_on_retried(event: RequestRetried) -> None:
+    """An attempt failed and the request will be tried again after ``event.delay``."""
+
+
+@hookspec
+def accelerate_on_finished(event: RequestFinished) -> None:
+    """A request completed, with its outcome, latency, key id and attempts.
+
+    Called exactly once per request, on the thread that resolved it.
+    """
+
+
+@hookspec
+def accelerate_on_breaker_changed(event: BreakerChanged) -> None:
+    """An endpoint's circuit breaker changed state (closed / open / half_open)."""

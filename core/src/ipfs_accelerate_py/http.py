@@ -1,0 +1,66 @@
+"""The HTTP transport: one pooled ``requests.Session`` per client, timeouts always set,
+urllib3's own retries off (the pipeline's retry layer is the only one), TLS verified."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import ConnectionFailed, RequestTimeout
+
+
+@attrs.define
+class HttpRequest:
+    """What a backend wants sent.  ``url`` is absolute (backends join their base URL)."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = attrs.field(factory=dict)
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    data: Any = None  # bytes, a file object or an iterator of bytes (raw body)
+    stream: bool = False
+    #: Override the backend's (connect, read) timeouts for this call.
+    timeout: tuple[float, float] | None = None
+
+
+class Transport:
+    """Sends :class:`HttpRequest` objects and turns network failures into classified errors."""
+
+    def __init__(self, pool_size: int = 16, session: requests.Session | None = None) -> None:
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=max(1, pool_size),
+                              max_retries=Retry(total=0, connect=0, read=0, redirect=0,
+                                                status=0, raise_on_status=False),
+                              pool_block=False)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.verify = True
+
+    def send(self, req: HttpRequest, timeout: tuple[float, float], *,
+             backend: str | None = None, request_id: str | None = None) -> requests.Response:
+        try:
+            return self.session.request(
+                req.method, req.url, headers=req.headers, params=req.params, json=req.json,
+                data=req.data, stream=req.stream, timeout=req.timeout or timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise RequestTimeout(f"timed out: {type(exc).__name__}", backend=backend,
+                                 request_id=request_id) from None
+        except requests.ConnectionError as exc:
+            raise ConnectionFailed(f"connection failed: {_short(exc)}", backend=backend,
+                                   request_id=request_id) from None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _short(exc: BaseException) -> str:
+    # Connection errors embed the URL, never headers; keep it short for log lines.
+    text = str(exc)
+    return text if len(text) <= 300 else text[:300] + "..."

@@ -1,0 +1,228 @@
+"""Finding plugins: one entry-point group, loaded lazily, in a stable order.
+
+A plugin that fails to import is skipped with a warning naming it (``strict=True`` or
+``IPFS_ACCELERATE_STRICT_PLUGINS=1`` makes that an error).  ``IPFS_ACCELERATE_DISABLE_PLUGINS``
+(comma-separated entry-point names) blocks plugins by name.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Iterable
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UnknownPluginError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .backend import Backend
+    from .server import ProtocolServer
+
+ENTRY_POINT_GROUP = "ipfs_accelerate"
+DISABLE_ENV = "IPFS_ACCELERATE_DISABLE_PLUGINS"
+STRICT_ENV = "IPFS_ACCELERATE_STRICT_PLUGINS"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded and was skipped."""
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+
+
+def _env_list(name: str) -> set[str]:
+    return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus lazy entry-point loading and typed registries."""
+
+    def __init__(self, *, load_entry_points: bool = True, strict: bool | None = None,
+                 disabled: Iterable[str] | None = None) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.strict = strict if strict is not None else os.environ.get(STRICT_ENV, "") in ("1", "true", "yes")
+        self.disabled = set(disabled) if disabled is not None else _env_list(DISABLE_ENV)
+        self._want_entry_points = load_entry_points
+        self._loaded = False
+        self._lock = threading.RLock()
+        self._infos: list[PluginInfo] = []
+        self._backends: dict[str, type[Backend]] | None = None
+        self._strategies: dict[str, Any] | None = None
+        self._servers: dict[str, type[ProtocolServer]] | None = None
+        from . import defaults
+
+        self.register(defaults, name="ipfs_accelerate_py.defaults")
+
+    # -- loading -------------------------------------------------------------------
+    def load(self) -> PluginManager:
+        """Load the entry points now (idempotent, thread-safe)."""
+        if self._loaded:
+            return self
+        with self._lock:
+            if self._loaded:
+                return self
+            if self._want_entry_points:
+                self._load_entry_points()
+            self._loaded = True
+        return self
+
+    def _load_entry_points(self) -> None:
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                     key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
+        seen: set[str] = set()
+        for ep in eps:
+            if ep.name in self.disabled or ep.name in seen:
+                continue
+            seen.add(ep.name)
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            try:
+                plugin = ep.load()
+                self.register(plugin, name=ep.name)
+            except Exception as exc:
+                if self.strict:
+                    raise PluginError(ep.name, "load", exc) from exc
+                warnings.warn(f"ipfs-accelerate: skipped plugin {ep.name!r} "
+                              f"(distribution {dist}): {type(exc).__name__}: {exc}",
+                              PluginLoadWarning, stacklevel=3)
+                continue
+            self._infos.append(PluginInfo(ep.name, dist, version, ep.value))
+
+    def add_plugin(self, plugin: Any, name: str | None = None) -> None:
+        """Register a plugin object directly (tests, applications); resets registries."""
+        with self._lock:
+            self.register(plugin, name=name)
+            self._infos.append(PluginInfo(name or getattr(plugin, "__name__", repr(plugin)),
+                                          None, None, getattr(plugin, "__name__", repr(plugin))))
+            self._backends = self._strategies = self._servers = None
+
+    @property
+    def hooks(self) -> Any:
+        """The hook caller, with entry points loaded."""
+        self.load()
+        return self.hook
+
+    def list_plugins(self) -> list[PluginInfo]:
+        """The loaded plugins with their distribution names and versions."""
+        self.load()
+        return list(self._infos)
+
+    # -- registries ----------------------------------------------------------------
+    def _collect(self, hook_name: str, kind: str) -> list[tuple[str, Any]]:
+        self.load()
+        out: list[tuple[str, Any]] = []
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                res = impl.function()
+            except Exception as exc:
+                if self.strict:
+                    raise PluginError(impl.plugin_name, hook_name, exc) from exc
+                warnings.warn(f"ipfs-accelerate: plugin {impl.plugin_name!r} failed to register "
+                              f"{kind}s: {type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=3)
+                continue
+            if res is None:
+                continue
+            items = res.items() if isinstance(res, dict) else ((getattr(c, "name", ""), c) for c in res)
+            out.extend((impl.plugin_name, item) for item in items)
+        return out
+
+    def _registry(self, hook_name: str, kind: str) -> dict[str, Any]:
+        reg: dict[str, Any] = {}
+        for plugin_name, (name, obj) in self._collect(hook_name, kind):
+            if not name:
+                warnings.warn(f"ipfs-accelerate: plugin {plugin_name!r} registered a {kind} "
+                              f"without a name", PluginLoadWarning, stacklevel=3)
+                continue
+            if name in reg and reg[name] is not obj:
+                msg = f"{kind} {name!r} registered twice (again by plugin {plugin_name!r})"
+                if self.strict:
+                    raise PluginError(plugin_name, hook_name, ValueError(msg))
+                warnings.warn("ipfs-accelerate: " + msg + "; keeping the first", PluginLoadWarning,
+                              stacklevel=3)
+                continue
+            reg[name] = obj
+        return reg
+
+    def backends(self) -> dict[str, type[Backend]]:
+        with self._lock:
+            if self._backends is None:
+                self._backends = self._registry("accelerate_backends", "backend")
+            return dict(self._backends)
+
+    def strategies(self) -> dict[str, Any]:
+        with self._lock:
+            if self._strategies is None:
+                self._strategies = self._registry("accelerate_strategies", "strategy")
+            return dict(self._strategies)
+
+    def protocol_servers(self) -> dict[str, type[ProtocolServer]]:
+        with self._lock:
+            if self._servers is None:
+                reg = self._registry("accelerate_protocol_servers", "protocol server")
+                # A backend that carries its server_class needs no separate registration.
+                for name, cls in self.backends().items():
+                    if getattr(cls, "server_class", None) is not None:
+                        reg.setdefault(name, cls.server_class)
+                self._servers = reg
+            return dict(self._servers)
+
+    def backend_class(self, name: str) -> type[Backend]:
+        backends = self.backends()
+        if name not in backends:
+            raise UnknownPluginError("backend", name, list(backends),
+                                     f"install it with: pip install {distribution_for(name)}")
+        return backends[name]
+
+    def strategy_factory(self, name: str) -> Any:
+        strategies = self.strategies()
+        if name not in strategies:
+            raise UnknownPluginError("strategy", name, list(strategies))
+        return strategies[name]
+
+    def protocol_server(self, name: str) -> type[ProtocolServer]:
+        servers = self.protocol_servers()
+        if name not in servers:
+            raise UnknownPluginError("protocol server", name, list(servers),
+                                     f"install it with: pip install {distribution_for(name)}")
+        return servers[name]
+
+
+def distribution_for(backend_name: str) -> str:
+    """The pip package that provides a backend of the given name (our naming scheme)."""
+    return "ipfs-accelerate-" + backend_name.replace("_", "-")
+
+
+_default: PluginManager | None = None
+_default_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager (created, not loaded, on first call)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = PluginManager()
+    return _default
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (tests; after installing a plugin at run time)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def list_plugins() -> list[PluginInfo]:
+    return get_plugin_manager().list_plugins()
