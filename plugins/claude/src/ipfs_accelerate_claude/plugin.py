@@ -1,0 +1,19 @@
+"""Entry point of the ``claude`` backend (group ``ipfs_accelerate``)."""
+
+from __future__ import annotations
+
+from ipfs_accelerate_py import hookimpl
+
+
+@hookimpl
+def accelerate_backends():
+    from .backend import ClaudeBackend
+
+    return [ClaudeBackend]
+
+
+@hookimpl
+def accelerate_protocol_servers():
+    from .server import ClaudeServer
+
+    return [ClaudeServer]
