@@ -388,12 +388,11 @@ class Client:
                 outcome = Outcome.PLUGIN_ERROR if isinstance(exc, PluginError) else Outcome.ERROR
                 self._finish_error(job, exc, outcome)
             if picked is not None:
-                entries, key = picked
+                entries, key, epoch = picked
                 try:
-                    self._execute(entries, key)
+                    self._execute(entries, key, epoch)
                 except BaseException as exc:  # a bug of ours must not lose requests
                     log.exception("ipfs-accelerate: internal error while executing a request")
-                    self._release(key, entries[0].payload.bstate)
                     for e in entries:
                         self._finish_error(e.payload, exc, Outcome.ERROR)
 
@@ -460,8 +459,8 @@ class Client:
         key.in_flight += 1
         key.dispatched += 1
         self._in_flight += 1
-        bs.breaker.on_dispatch(now)
-        return live, key
+        epoch = bs.breaker.on_dispatch(now)
+        return live, key, epoch
 
     def _choose_key(self, job: _Job, now: float) -> tuple[KeyCandidate | None, BaseException | None]:
         bs = job.bstate
@@ -522,7 +521,7 @@ class Client:
         return max(wait, 0.0005)
 
     # ------------------------------------------------------------------ one attempt
-    def _execute(self, entries: list[Any], key: KeyCandidate) -> None:
+    def _execute(self, entries: list[Any], key: KeyCandidate, epoch: int) -> None:
         jobs: list[_Job] = [e.payload for e in entries]
         bs = jobs[0].bstate
         backend = bs.backend
@@ -558,12 +557,12 @@ class Client:
                 request = backend.merge_batch([j.request for j in jobs])
             else:
                 request = jobs[0].request
-            result = self._attempt(bs, request, key, jobs)
+            result = self._attempt(bs, request, key, jobs, epoch)
         except ProviderError as err:
-            self._on_failure(jobs, key, err)
+            self._on_failure(jobs, key, err, epoch)
             return
         except (PluginError, AccelerateError) as err:
-            self._release(key, bs, neutral=True)
+            self._release(key, bs, neutral=epoch)
             for j in jobs:
                 self._finish_error(j, err, Outcome.PLUGIN_ERROR if isinstance(err, PluginError)
                                    else Outcome.ERROR)
@@ -571,7 +570,7 @@ class Client:
         except Exception as exc:  # a bug in the backend plugin: attribute it, don't retry
             err = PluginError(bs.name, "backend", exc)
             err.__cause__ = exc
-            self._release(key, bs, neutral=True)
+            self._release(key, bs, neutral=epoch)
             for j in jobs:
                 self._finish_error(j, err, Outcome.PLUGIN_ERROR)
             return
@@ -585,7 +584,7 @@ class Client:
                     raise TransientError(f"batch answer has {len(parts)} results for {len(jobs)} "
                                          f"requests", backend=bs.name)
             except ProviderError as err:
-                self._on_failure(jobs, key, err, already_recorded=True)
+                self._on_failure(jobs, key, err, epoch, already_recorded=True)
                 return
             except Exception as exc:
                 self._release(key, bs)
@@ -605,7 +604,7 @@ class Client:
             self._finished(j, Outcome.SUCCESS, r.usage if len(jobs) > 1 else usage, len(jobs))
 
     def _attempt(self, bs: _BackendState, request: Request, key: KeyCandidate,
-                 jobs: list[_Job]) -> Result | ResultStream:
+                 jobs: list[_Job], epoch: int) -> Result | ResultStream:
         backend = bs.backend
         cfg = bs.config
         http = backend.build_request(request, key.key)
@@ -625,7 +624,7 @@ class Client:
             if not request.stream:
                 result = backend.parse_response(request, resp)
                 with self._lock:
-                    bs.breaker.record_success(time.monotonic())
+                    bs.breaker.record_success(time.monotonic(), epoch)
                     key.limiter.observe_success(time.monotonic())
                 return result
             chunks = backend.parse_stream(request, resp)
@@ -649,7 +648,7 @@ class Client:
             raise
         job = jobs[0]
         with self._lock:
-            bs.breaker.record_success(time.monotonic())
+            bs.breaker.record_success(time.monotonic(), epoch)
             key.limiter.observe_success(time.monotonic())
         stream = ResultStream(first, chunks, request_id=request.request_id, backend=bs.name,
                               key_id=key.key_id, attempts=job.attempts, closer=resp.close,
@@ -659,24 +658,26 @@ class Client:
 
     def _stream_closed(self, job: _Job, key: KeyCandidate, error: BaseException | None,
                        usage: Usage | None) -> None:
-        self._release(key, job.bstate, usage=usage, estimated=job.tokens or 0, recorded=True)
+        self._release(key, job.bstate, usage=usage, estimated=job.tokens or 0)
         outcome = Outcome.SUCCESS if error is None else Outcome.ERROR
         self._finished(job, outcome, usage, 1, error=error)
 
     def _release(self, key: KeyCandidate, bs: _BackendState, *, usage: Usage | None = None,
-                 estimated: int = 0, neutral: bool = False, recorded: bool = True) -> None:
+                 estimated: int = 0, neutral: int | None = None) -> None:
+        """Free the key slot; ``neutral`` is the dispatch epoch when the attempt still
+        owes the breaker an outcome (a plugin failure: neither success nor failure)."""
         with self._cond:
             key.in_flight -= 1
             self._in_flight -= 1
             now = time.monotonic()
-            if neutral:
-                bs.breaker.record_neutral(now)
+            if neutral is not None:
+                bs.breaker.record_neutral(now, neutral)
             if usage is not None and bs.needs_tokens:
                 key.limiter.reconcile(estimated, usage.total_tokens, now)
             self._cond.notify()
 
     # ------------------------------------------------------------------ failures
-    def _on_failure(self, jobs: list[_Job], key: KeyCandidate, err: ProviderError,
+    def _on_failure(self, jobs: list[_Job], key: KeyCandidate, err: ProviderError, epoch: int,
                     already_recorded: bool = False) -> None:
         bs = jobs[0].bstate
         now = time.monotonic()
@@ -688,9 +689,9 @@ class Client:
             self._in_flight -= 1
             if not already_recorded:
                 if cls in BREAKER_FAILURES:
-                    bs.breaker.record_failure(now)
+                    bs.breaker.record_failure(now, epoch)
                 else:
-                    bs.breaker.record_neutral(now)
+                    bs.breaker.record_neutral(now, epoch)
             if cls is ErrorClass.RATE_LIMITED:
                 key.limiter.observe_429(err.retry_after, now)
             other_keys = any(k.healthy and k is not key for k in bs.keys)

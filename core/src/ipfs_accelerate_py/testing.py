@@ -62,3 +62,285 @@ def fake_key(n: int = 1) -> str:
 
 
 __all__ = ["LocalServer", "fake_key"]
+
+
+# --------------------------------------------------------------------------- contracts
+import json as _json
+import subprocess as _subprocess
+import sys as _sys
+import threading as _threading
+from typing import Any as _Any, ClassVar as _ClassVar
+
+from .server import CutConnection as _Cut
+
+
+def _cut_after(response: ServerResponse, parts: int) -> ServerResponse:
+    """The same streamed answer, with the connection dropped after ``parts`` chunks."""
+    body = response.body
+    if isinstance(body, (bytes, bytearray)):
+        raise AssertionError("the protocol server did not stream this request")
+
+    def gen() -> _Any:
+        for i, chunk in enumerate(body):
+            if i >= parts:
+                raise _Cut()
+            yield chunk
+
+    return ServerResponse(response.status, dict(response.headers), gen())
+
+
+class BackendContract:
+    """The contract every backend plugin passes.  Subclass it in a test module and fill in
+    the class attributes; pytest collects the inherited tests::
+
+        class TestOpenAIContract(BackendContract):
+            backend_class = OpenAIBackend
+            server_class = OpenAIServer
+            base_path = "/v1"
+            samples = {"chat": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                       "models": {}}
+            stream_sample = ("chat", {"model": "m", "messages": [...]})
+
+    Every operation in ``samples`` must succeed against ``server_class``; ``stream_sample``
+    (when the backend streams) must stream at least three chunks.  The suite checks, over
+    real HTTP: each operation round-trips; the key is sent; a 429 in the provider's format
+    is classified as rate limited and retried; a 5xx, an HTML page from a proxy, an empty
+    body and malformed JSON are transient and retried; an auth error is not retried; a
+    stream cut midway raises ``StreamError`` with the partial text; the key never shows in
+    a repr or an error; importing the plugin module stays cheap.
+    """
+
+    backend_class: _ClassVar[type]
+    server_class: _ClassVar[type]
+    base_path: _ClassVar[str] = ""
+    samples: _ClassVar[dict[str, dict]] = {}
+    stream_sample: _ClassVar[tuple[str, dict] | None] = None
+    keys: _ClassVar[tuple[str, ...]] = ("test-key-1",)
+    options: _ClassVar[dict[str, _Any]] = {}
+    #: The module holding the plugin's hooks (its entry point), checked for import cost.
+    plugin_module: _ClassVar[str | None] = None
+
+    # -- fixtures --------------------------------------------------------------------
+    import pytest as _pytest
+
+    @_pytest.fixture
+    def server(self) -> _Any:
+        srv = LocalServer(self.server_class())
+        yield srv
+        srv.close()
+
+    @_pytest.fixture
+    def client(self, server: LocalServer) -> _Any:
+        from .client import Client
+        from .config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+        from .plugins import PluginManager
+
+        backend_class = self.backend_class
+
+        class _Plugin:
+            @staticmethod
+            def accelerate_backends() -> list[type]:
+                return [backend_class]
+
+        from .hookspecs import hookimpl
+
+        _Plugin.accelerate_backends = hookimpl(_Plugin.accelerate_backends)  # type: ignore[method-assign]
+        pm = PluginManager(load_entry_points=False)
+        pm.add_plugin(_Plugin, name="contract-" + backend_class.name)
+        cfg = ClientConfig(max_concurrency=4, default_deadline=30.0,
+                           retry=RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=4),
+                           breaker=BreakerPolicy(minimum_calls=1000, window_size=1000))
+        c = Client([BackendConfig(name=backend_class.name, keys=list(self.keys),
+                                  base_url=server.url + self.base_path, options=dict(self.options))],
+                   cfg, plugin_manager=pm, seed=1)
+        yield c
+        c.close(wait=False)
+
+    def _first_sample(self) -> tuple[str, dict]:
+        assert self.samples, "fill in BackendContract.samples"
+        return next(iter(self.samples.items()))
+
+    def _protocol_answer(self, req: ServerRequest) -> ServerResponse:
+        return self.server_class().handle(req)
+
+    # -- tests -----------------------------------------------------------------------
+    def test_declares_its_operations(self) -> None:
+        cls = self.backend_class
+        assert cls.name and cls.operations, "a backend needs a name and operations"
+        for op in cls.operations:
+            assert hasattr(cls, "build_" + op) or cls.build_request is not _base_build(), op
+        for op in cls.streaming_operations:
+            assert op in cls.operations, f"streaming operation {op!r} not in operations"
+        assert set(self.samples) <= set(cls.operations)
+
+    def test_every_sample_round_trips(self, client: _Any, server: LocalServer) -> None:
+        from .results import Result
+
+        for op, payload in self.samples.items():
+            server.clear()
+            res = client.call(self.backend_class.name, op, payload)
+            assert isinstance(res, Result), op
+            assert res.attempts == 1 and res.backend == self.backend_class.name
+            assert len(server.requests) >= 1, op
+
+    def test_key_is_sent(self, client: _Any, server: LocalServer) -> None:
+        op, payload = self._first_sample()
+        client.call(self.backend_class.name, op, payload)
+        sent = " ".join(server.last.headers.values()) + " " + " ".join(
+            v for vs in server.last.query.values() for v in vs)
+        assert self.keys[0] in sent
+
+    def test_rate_limit_is_classified_and_retried(self, client: _Any, server: LocalServer) -> None:
+        from .wire.ratelimit import RateLimitInfo
+
+        op, payload = self._first_sample()
+        proto = self.server_class()
+        info = RateLimitInfo(limit_requests=60, remaining_requests=0, reset_requests=0.01,
+                             retry_after=0.01)
+        server.script(lambda req: proto.rate_limited(req, info))
+        res = client.call(self.backend_class.name, op, payload)
+        assert res.attempts == 2
+        assert client.stats().backends[self.backend_class.name]["rate_limited"] == 1
+
+    def test_bad_answers_are_transient_and_retried(self, client: _Any, server: LocalServer) -> None:
+        op, payload = self._first_sample()
+        bad = [
+            lambda req: self.server_class().error(req, 503, "service unavailable"),
+            ServerResponse.text("<html><body>502 Bad Gateway</body></html>", 502, "text/html"),
+            ServerResponse(200, {"Content-Type": "application/json"}, b""),
+            ServerResponse(200, {"Content-Type": "application/json"}, b'{"truncated": '),
+        ]
+        for answer in bad:
+            server.clear()
+            server.script(answer)
+            res = client.call(self.backend_class.name, op, payload)
+            assert res.attempts == 2, answer
+
+    def test_auth_error_is_not_retried(self, client: _Any, server: LocalServer) -> None:
+        from .errors import AuthError
+
+        op, payload = self._first_sample()
+        server.script(lambda req: self.server_class().error(req, 401, "invalid api key"))
+        with self._pytest.raises(AuthError) as info:
+            client.call(self.backend_class.name, op, payload)
+        assert len(server.requests) == 1
+        for text in (str(info.value), repr(info.value)):
+            for key in self.keys:
+                assert key not in text
+
+    def test_stream_round_trips_and_cut_raises(self, client: _Any, server: LocalServer) -> None:
+        from .errors import StreamError
+
+        if self.stream_sample is None:
+            assert not self.backend_class.streaming_operations, "set stream_sample"
+            return
+        op, payload = self.stream_sample
+        whole = client.stream(self.backend_class.name, op, payload).collect()
+        assert whole.text
+        server.script(lambda req: _cut_after(self._protocol_answer(req), 2))
+        stream = client.stream(self.backend_class.name, op, payload)
+        with self._pytest.raises(StreamError) as info:
+            for _ in stream:
+                pass
+        assert whole.text.startswith(info.value.partial_text)
+        assert len(info.value.partial_text) < len(whole.text)
+
+    def test_stream_failure_before_first_chunk_is_retried(self, client: _Any, server: LocalServer) -> None:
+        if self.stream_sample is None:
+            return
+        op, payload = self.stream_sample
+        server.script(lambda req: self.server_class().error(req, 503, "unavailable"))
+        stream = client.stream(self.backend_class.name, op, payload)
+        assert stream.attempts == 2
+        assert stream.collect().text
+
+    def test_secrets_never_shown(self, client: _Any) -> None:
+        backend = client.backends[self.backend_class.name]
+        shown = repr(backend) + repr(client) + _json.dumps(client.stats().to_dict(), default=str)
+        for key in self.keys:
+            assert key not in shown
+
+    def test_plugin_import_is_cheap(self) -> None:
+        if not self.plugin_module:
+            return
+        code = (f"import sys; import {self.plugin_module}; "
+                "print(','.join(m for m in ('requests', 'urllib3') if m in sys.modules))")
+        out = _subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()
+        assert out == "", f"importing {self.plugin_module} pulled in {out}"
+
+
+def _base_build() -> _Any:
+    from .backend import Backend
+
+    return Backend.build_request
+
+
+class StrategyContract:
+    """The contract every key-selection strategy passes.  Subclass it and set
+    ``strategy_factory`` (what the plugin registers)."""
+
+    strategy_factory: _ClassVar[_Any]
+
+    @staticmethod
+    def _candidates(n: int, in_flight: list[int] | None = None) -> list[_Any]:
+        from .keys import ApiKey
+        from .selection import KeyCandidate
+
+        class _Limiter:
+            def headroom(self, now: float) -> float:
+                return 1.0
+
+        out = []
+        for i in range(n):
+            c = KeyCandidate(ApiKey(secret=f"test-key-{i}", name=f"k{i}"), i, 4, _Limiter())
+            c.in_flight = (in_flight or [0] * n)[i]
+            out.append(c)
+        return out
+
+    def test_picks_only_among_candidates(self) -> None:
+        from .request import Request
+
+        s = self.strategy_factory()
+        all_keys = self._candidates(5)
+        for subset in ([all_keys[1]], all_keys[2:4], all_keys):
+            for _ in range(10):
+                assert s.select(Request("op"), subset) in subset
+
+    def test_fair_over_time(self) -> None:
+        from .request import Request
+
+        s = self.strategy_factory()
+        keys = self._candidates(4)
+        counts = {k.key_id: 0 for k in keys}
+        for _ in range(400):
+            k = s.select(Request("op"), keys)
+            k.dispatched += 1
+            counts[k.key_id] += 1
+        assert max(counts.values()) - min(counts.values()) <= 4, counts
+
+    def test_thread_safe(self) -> None:
+        from .request import Request
+
+        s = self.strategy_factory()
+        keys = self._candidates(3)
+        errors: list[BaseException] = []
+        lock = _threading.Lock()
+
+        def run() -> None:
+            try:
+                for _ in range(2000):
+                    with lock:  # the pipeline calls select under its lock
+                        assert s.select(Request("op"), keys) in keys
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [_threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors and not any(t.is_alive() for t in threads)
+
+
+__all__ += ["BackendContract", "StrategyContract"]

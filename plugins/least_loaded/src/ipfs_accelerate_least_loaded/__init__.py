@@ -1,0 +1,5 @@
+"""Least-loaded key selection: fewest requests in flight, ties by most limiter headroom."""
+
+from .strategy import LeastLoaded
+
+__all__ = ["LeastLoaded"]

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from typing import Any
+
+from ipfs_accelerate_py import hookimpl
+
+
+@hookimpl
+def accelerate_strategies() -> dict[str, Any]:
+    from .strategy import LeastLoaded
+
+    return {"least-loaded": LeastLoaded}
