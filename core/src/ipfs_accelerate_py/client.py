@@ -140,7 +140,7 @@ class Client:
 
     def __init__(self, backends: Any, config: ClientConfig | None = None, *,
                  plugin_manager: PluginManager | None = None, seed: int | None = None,
-                 **config_changes: Any) -> None:
+                 transport: Transport | None = None, **config_changes: Any) -> None:
         config = config or ClientConfig()
         if config_changes:
             try:
@@ -155,6 +155,10 @@ class Client:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
+        # The reaper fails queued requests whose deadline passed even while every worker
+        # is busy in a long call; it sleeps while the queue is empty.
+        self._reaper_cond = threading.Condition(self._lock)
+        self._reaper: threading.Thread | None = None
         self._seq = itertools.count()
         self._stats = StatsCollector(config.latency_samples)
         self._store = hooks.accelerate_make_state_store(config=config)
@@ -168,7 +172,9 @@ class Client:
             self._add_backend(item)
         if not self._backends:
             raise ConfigError("backends", "at least one backend is required")
-        self._transport = Transport(pool_size=config.max_concurrency)
+        # Any object with Transport's send()/close() may replace the pooled session
+        # (an application's own session settings, an in-memory transport in tests).
+        self._transport = transport or Transport(pool_size=config.max_concurrency)
         self._workers: list[threading.Thread] = []
         self._in_flight = 0
         self._closing = False
@@ -301,6 +307,8 @@ class Client:
             self._queue.push(entry, time.monotonic())
             depth = len(self._queue)
             self._cond.notify()
+            if depth == 1 or deadline is not None:
+                self._reaper_cond.notify()
         if len(self._workers) < self.config.max_concurrency:
             self._start_workers()
         fut.add_done_callback(self._on_done)
@@ -355,6 +363,10 @@ class Client:
     # ------------------------------------------------------------------ workers
     def _start_workers(self) -> None:
         with self._lock:
+            if self._reaper is None and not self._stop:
+                self._reaper = threading.Thread(target=self._reap, name="accelerate-reaper",
+                                                daemon=True)
+                self._reaper.start()
             while len(self._workers) < self.config.max_concurrency and not self._stop:
                 t = threading.Thread(target=self._worker, name=f"accelerate-worker-{len(self._workers)}",
                                      daemon=True)
@@ -380,10 +392,7 @@ class Client:
                         break
                     self._cond.wait(self._wait_time(now))
             for entry in expired:
-                job = entry.payload
-                self._finish_error(job, DeadlineExceeded(
-                    f"deadline passed after {job.attempts} attempt(s) while waiting in the queue",
-                    request_id=job.request.request_id, last_error=job.last_error), Outcome.DEADLINE)
+                self._expire_job(entry.payload)
             for job, exc in failed:
                 outcome = Outcome.PLUGIN_ERROR if isinstance(exc, PluginError) else Outcome.ERROR
                 self._finish_error(job, exc, outcome)
@@ -395,6 +404,31 @@ class Client:
                     log.exception("ipfs-accelerate: internal error while executing a request")
                     for e in entries:
                         self._finish_error(e.payload, exc, Outcome.ERROR)
+
+    def _reap(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stop:
+                        return
+                    now = time.monotonic()
+                    expired = self._queue.expire(now)
+                    if expired:
+                        self._space.notify(len(expired))
+                        break
+                    if not len(self._queue):
+                        self._reaper_cond.wait()
+                        continue
+                    nxt = self._queue.next_wakeup(now)
+                    wait = 0.25 if nxt is None else min(0.25, max(0.001, nxt - now))
+                    self._reaper_cond.wait(wait)
+            for entry in expired:
+                self._expire_job(entry.payload)
+
+    def _expire_job(self, job: _Job) -> None:
+        self._finish_error(job, DeadlineExceeded(
+            f"deadline passed after {job.attempts} attempt(s) while waiting in the queue",
+            request_id=job.request.request_id, last_error=job.last_error), Outcome.DEADLINE)
 
     def _group_ready(self, group: str, now: float) -> bool:
         bs = self._groups[group]
@@ -863,6 +897,7 @@ class Client:
                 leftovers.append(e)
             self._stop = True
             self._cond.notify_all()
+            self._reaper_cond.notify_all()
         for e in leftovers:
             self._finish_error(e.payload, ClientClosedError("the client was closed before this "
                                                             "request ran"), Outcome.CANCELLED)

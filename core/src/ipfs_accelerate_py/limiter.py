@@ -31,6 +31,13 @@ def _enough(level: float, need: float) -> bool:
     return level >= need - _EPS * max(1.0, abs(need))
 
 
+def _decayed(bucket: TokenBucket, amount: float, now: float, since: float | None) -> float:
+    """What a refund of ``amount`` taken at ``since`` is still worth (see release_unsent)."""
+    if since is None:
+        return amount
+    return max(0.0, amount - bucket.rate * max(0.0, now - since))
+
+
 class TokenBucket:
     """A continuously refilling bucket: ``rate`` units per second up to ``capacity``.
 
@@ -87,7 +94,12 @@ class TokenBucket:
         need = self._need(cost)
         if _enough(level, need):
             return 0.0
-        return (need - level) / self.rate
+        # Round the moment up so that refilling at exactly ``now + wait`` (the caller's
+        # float arithmetic, at any magnitude of ``now``) does reach ``need``.
+        target = now + (need - level) / self.rate
+        while not _enough(level + (target - now) * self.rate, need):
+            target = math.nextafter(target, math.inf)
+        return target - now
 
     def refund(self, amount: float, now: float) -> None:
         """Give back ``amount`` (never above the capacity)."""
@@ -161,7 +173,11 @@ class KeyLimiter:
     def wait_time(self, tokens: float, now: float) -> float:
         """0.0 when a request costing ``tokens`` may be sent now, else the seconds until
         it may (a cooldown from a 429 or an exhausted window included)."""
-        wait = max(0.0, self._cooldown_until - now)
+        wait = 0.0
+        if self._cooldown_until > now:
+            wait = self._cooldown_until - now
+            while now + wait < self._cooldown_until:  # float rounding: never wake early
+                wait = math.nextafter(wait, math.inf)
         if self._requests is not None:
             wait = max(wait, self._requests.wait_time(1.0, now))
         if self._tokens is not None and tokens > 0:
@@ -178,24 +194,35 @@ class KeyLimiter:
             self._tokens.take(tokens, now)
         return True
 
-    def reconcile(self, estimated: float, actual: float, now: float) -> None:
+    def reconcile(self, estimated: float, actual: float, now: float, *,
+                  acquired_at: float | None = None) -> None:
         """Fix the token bucket once the true usage is known: refund an over-estimate,
-        or book the shortfall as debt."""
+        or book the shortfall as debt.  See :meth:`release_unsent` for ``acquired_at``."""
         if self._tokens is None:
             return
         delta = estimated - actual
         if delta > 0:
-            self._tokens.refund(delta, now)
+            self._tokens.refund(_decayed(self._tokens, delta, now, acquired_at), now)
         elif delta < 0:
             self._tokens.take(-delta, now)
 
-    def release_unsent(self, tokens: float, now: float) -> None:
+    def release_unsent(self, tokens: float, now: float, *,
+                       acquired_at: float | None = None) -> None:
         """An acquired request was never sent (it expired or was cancelled): give back
-        its request and its tokens."""
+        its request and its tokens.
+
+        ``acquired_at`` (the ``now`` of the :meth:`acquire`) makes the refund exact: had
+        the request never been acquired, the bucket might have hit its capacity since
+        and lost that refill, so a refund is worth ``amount - rate * (now - acquired_at)``
+        at most.  With it, the rate bound holds for the requests actually sent; without
+        it the full amount is given back (capped at the capacity), which may let up to
+        that much extra through in the window -- harmless when the release follows the
+        acquire within milliseconds, as it does in the pipeline.
+        """
         if self._requests is not None:
-            self._requests.refund(1.0, now)
+            self._requests.refund(_decayed(self._requests, 1.0, now, acquired_at), now)
         if self._tokens is not None and tokens > 0:
-            self._tokens.refund(tokens, now)
+            self._tokens.refund(_decayed(self._tokens, tokens, now, acquired_at), now)
 
     # -- learning ---------------------------------------------------------------------
 

@@ -233,6 +233,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     app: Callable[[ServerRequest], ServerResponse]
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return  # the client went away (a deadline, a closed stream): not a server bug
+        super().handle_error(request, client_address)
+
 
 class HttpServer:
     """Host a ``ServerRequest -> ServerResponse`` callable on 127.0.0.1 in a thread.
