@@ -1,0 +1,249 @@
+"""The pipeline over real HTTP: results, ordering, priorities, bounds, deadlines, bad input."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Priority, Request
+from ipfs_accelerate_py.errors import (
+    ClientClosedError,
+    ConfigError,
+    DeadlineExceeded,
+    InvalidRequest,
+    QueueFullError,
+    UnknownPluginError,
+)
+from ipfs_accelerate_py.server import ServerResponse
+
+
+def make(pm, srv, keys=("test-key-1",), **cfg):
+    return Client([BackendConfig("echo", keys=list(keys), base_url=srv.url)], ClientConfig(**cfg),
+                  plugin_manager=pm, seed=7)
+
+
+def test_call_submit_and_map_keep_input_order(pm, echo_server):
+    with make(pm, echo_server, max_concurrency=8) as c:
+        assert c.call("echo", "echo", {"n": 0}).text == '{"n": 0}'
+        fut = c.submit(Request("echo", {"n": 1}, backend="echo"))
+        assert fut.result().text == '{"n": 1}'
+        out = c.map([Request("echo", {"n": i}, backend="echo") for i in range(50)])
+        assert [r.text for r in out] == [f'{{"n": {i}}}' for i in range(50)]
+
+
+def test_request_id_is_sent_and_carried(pm, echo_server):
+    with make(pm, echo_server) as c:
+        req = Request("echo", {"n": 5}, backend="echo")
+        res = c.call(req)
+        assert echo_server.last.header("x-request-id") == req.request_id
+        assert res.request_id == "srv-5"  # the provider's id wins when it sends one
+
+
+def test_single_backend_is_the_default(pm, echo_server):
+    with make(pm, echo_server) as c:
+        assert c.call(Request("echo", {"n": 2})).backend == "echo"
+
+
+def test_high_priority_overtakes_queued_normal_and_low(pm, echo_server):
+    gate = threading.Event()
+    order: list[int] = []
+
+    def slow(req):
+        gate.wait(10)
+        return echo_server.protocol(req)
+
+    with make(pm, echo_server, max_concurrency=1) as c:
+        echo_server.script(slow)
+        first = c.submit("echo", "echo", {"n": -1})
+        time.sleep(0.1)  # the single worker is now blocked on the first request
+        futs = []
+        for i, prio in enumerate([Priority.LOW, Priority.NORMAL, Priority.NORMAL, Priority.HIGH]):
+            f = c.submit("echo", "echo", {"n": i}, priority=prio)
+            f.add_done_callback(lambda f, i=i: order.append(i))
+            futs.append(f)
+        gate.set()
+        first.result(10)
+        for f in futs:
+            f.result(10)
+    assert order == [3, 1, 2, 0]
+
+
+def test_full_queue_raises_or_blocks(pm, echo_server):
+    gate = threading.Event()
+    echo_server.script(*([lambda r: (gate.wait(10), echo_server.protocol(r))[1]] * 3))
+    with make(pm, echo_server, max_concurrency=1, queue_size=2) as c:
+        c.submit("echo", "echo", {"n": 0})
+        time.sleep(0.1)
+        c.submit("echo", "echo", {"n": 1})
+        c.submit("echo", "echo", {"n": 2})
+        with pytest.raises(QueueFullError, match="full"):
+            c.submit("echo", "echo", {"n": 3})
+        with pytest.raises(QueueFullError):
+            c.submit("echo", "echo", {"n": 3}, block=True, timeout=0.05)
+        threading.Timer(0.2, gate.set).start()
+        f = c.submit("echo", "echo", {"n": 4}, block=True, timeout=10)
+        assert f.result(10).text == '{"n": 4}'
+
+
+def test_deadline_fails_a_request_stuck_in_the_queue(pm, echo_server):
+    gate = threading.Event()
+    echo_server.script(lambda r: (gate.wait(10), echo_server.protocol(r))[1])
+    with make(pm, echo_server, max_concurrency=1) as c:
+        c.submit("echo", "echo", {"n": 0})
+        time.sleep(0.05)
+        late = c.submit("echo", "echo", {"n": 1}, deadline=0.2)
+        with pytest.raises(DeadlineExceeded):
+            late.result(5)
+        gate.set()
+    assert c.stats().backends["echo"]["outcomes"].get("deadline") == 1
+
+
+def test_read_timeout_never_outlives_the_deadline(pm, echo_server):
+    echo_server.script(lambda r: (time.sleep(2), echo_server.protocol(r))[1])
+    with make(pm, echo_server) as c:
+        t0 = time.monotonic()
+        with pytest.raises((DeadlineExceeded, Exception)):
+            c.call("echo", "echo", {"n": 1}, deadline=0.3)
+        assert time.monotonic() - t0 < 1.5
+
+
+def test_cancelled_request_never_runs(pm, echo_server):
+    gate = threading.Event()
+    echo_server.script(lambda r: (gate.wait(10), echo_server.protocol(r))[1])
+    with make(pm, echo_server, max_concurrency=1) as c:
+        c.submit("echo", "echo", {"n": 0})
+        time.sleep(0.05)
+        f = c.submit("echo", "echo", {"n": 99})
+        assert f.cancel()
+        gate.set()
+    assert all(r.json().get("n") != 99 for r in echo_server.requests)
+    assert len(c._queue) == 0
+
+
+@pytest.mark.parametrize("field,value", [
+    ("max_concurrency", 0), ("queue_size", 0), ("default_deadline", -1.0),
+])
+def test_invalid_client_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        ClientConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value", [
+    ("requests_per_minute", 0), ("tokens_per_minute", -5), ("max_concurrent_per_key", 0),
+    ("read_timeout", 0),
+])
+def test_invalid_backend_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        BackendConfig("echo", **{field: value})
+
+
+def test_unknown_priority_and_operation_are_rejected_at_submit(pm, echo_server):
+    with pytest.raises(ConfigError, match="priority"):
+        Request("echo", priority="URGENT")
+    with pytest.raises(ConfigError, match="priority"):
+        Request("echo", priority=7)
+    with make(pm, echo_server) as c:
+        with pytest.raises(InvalidRequest, match="no operation 'nope'.*supported: echo"):
+            c.submit("echo", "nope", {})
+        with pytest.raises(InvalidRequest, match="does not stream"):
+            c.submit("echo", "echo", {}, stream=True)
+        with pytest.raises(ConfigError, match="not configured"):
+            c.submit("other", "echo", {})
+        with pytest.raises(ConfigError, match="no key named"):
+            c.submit("echo", "echo", {}, key="missing")
+
+
+def test_unknown_backend_names_the_package_to_install(pm):
+    with pytest.raises(UnknownPluginError, match="pip install ipfs-accelerate-nosuch"):
+        Client([BackendConfig("nosuch", keys=["test-key-1"])], plugin_manager=pm)
+
+
+def test_unknown_strategy_lists_the_installed_ones(pm, echo_server):
+    with pytest.raises(UnknownPluginError, match="installed: first-available"):
+        make(pm, echo_server, strategy="fastest")
+
+
+def test_closed_client_refuses_new_work(pm, echo_server):
+    c = make(pm, echo_server)
+    c.call("echo", "echo", {"n": 1})
+    c.close()
+    with pytest.raises(ClientClosedError):
+        c.submit("echo", "echo", {"n": 2})
+
+
+def test_close_without_wait_fails_queued_requests_cleanly(pm, echo_server):
+    gate = threading.Event()
+    echo_server.script(lambda r: (gate.wait(10), echo_server.protocol(r))[1])
+    c = make(pm, echo_server, max_concurrency=1)
+    c.submit("echo", "echo", {"n": 0})
+    time.sleep(0.05)
+    queued = [c.submit("echo", "echo", {"n": i}) for i in range(1, 5)]
+    threading.Timer(0.1, gate.set).start()
+    c.close(wait=False)
+    for f in queued:
+        with pytest.raises(ClientClosedError):
+            f.result(5)
+
+
+def test_batching_coalesces_queued_singles_and_splits_results(pm, echo_server):
+    with make(pm, echo_server, max_concurrency=1) as c:
+        futs = [c.submit("echo", "embed", {"inputs": ["x" * i]}) for i in range(20)]
+        assert [f.result(10).data for f in futs] == [[[float(i)]] for i in range(20)]
+    calls = echo_server.protocol.embed_calls
+    assert sum(calls) == 20 and max(calls) <= 8 and len(calls) < 20
+
+
+def test_batch_count_mismatch_is_an_error_never_a_misassignment(pm, echo_server):
+    echo_server.script(*[ServerResponse.json({"vectors": [[1.0]]})] * 10)
+    with make(pm, echo_server, max_concurrency=1, retry={"max_attempts": 1} and None or
+              __import__("ipfs_accelerate_py").RetryPolicy(max_attempts=1)) as c:
+        futs = [c.submit("echo", "embed", {"inputs": [str(i)]}) for i in range(3)]
+        outcomes = []
+        for f in futs:
+            try:
+                outcomes.append(f.result(10).data)
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+    # Either a lone request got its own answer, or the batch failed as a whole.
+    assert all(o == [[1.0]] or o == "TransientError" for o in outcomes)
+    assert "TransientError" in outcomes
+
+
+def test_lone_batchable_request_does_not_wait_long(pm, echo_server):
+    with make(pm, echo_server) as c:
+        t0 = time.monotonic()
+        assert c.call("echo", "embed", {"inputs": ["abc"]}).data == [[3.0]]
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_streaming_result(pm, echo_server):
+    with make(pm, echo_server) as c:
+        chunks = [ch.text for ch in c.stream("echo", "stream", {"words": ["a", "b", "c"]})]
+        assert chunks == ["a", "b", "c"]
+        assert c.stats().backends["echo"]["outcomes"] == {"success": 1}
+        assert c.stats().backends["echo"]["in_flight"] == 0
+
+
+def test_stream_closed_early_releases_its_key(pm, echo_server):
+    with make(pm, echo_server, keys=("test-key-1",)) as c:
+        s = c.stream("echo", "stream", {"words": ["a", "b", "c"]})
+        next(iter(s))
+        assert c.stats().keys["echo/key-" + __import__("ipfs_accelerate_py").Secret("test-key-1").fingerprint()]["in_flight"] == 1
+        s.close()
+        assert c.stats().backends["echo"]["in_flight"] == 0
+
+
+def test_stats_snapshot_and_reset(pm, echo_server):
+    with make(pm, echo_server, keys=("test-key-1", "test-key-2")) as c:
+        c.map([Request("echo", {"n": i}, backend="echo") for i in range(10)])
+        snap = c.stats()
+        d = snap.to_dict()
+        assert d["backends"]["echo"]["outcomes"]["success"] == 10
+        assert d["backends"]["echo"]["latency_p50"] > 0
+        assert d["backends"]["echo"]["breaker"] == "closed"
+        assert sum(v["outcomes"].get("success", 0) for v in d["keys"].values()) == 10
+        assert "echo" in snap.table() and "p95 ms" in snap.table()
+        c.reset_stats()
+        assert c.stats().backends["echo"]["requests"] == 0
