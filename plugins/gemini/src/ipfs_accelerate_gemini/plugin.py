@@ -1,0 +1,19 @@
+"""Entry point of the ``gemini`` backend (group ``ipfs_accelerate``)."""
+
+from __future__ import annotations
+
+from ipfs_accelerate_py import hookimpl
+
+
+@hookimpl
+def accelerate_backends():
+    from .backend import GeminiBackend
+
+    return [GeminiBackend]
+
+
+@hookimpl
+def accelerate_protocol_servers():
+    from .server import GeminiServer
+
+    return [GeminiServer]
