@@ -1,0 +1,122 @@
+"""Fixtures: a real S3-compatible server (moto's standalone server) on 127.0.0.1, and a
+pipeline client for the s3_kit backend pointed at it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Iterator
+
+import pytest
+import requests
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_s3_kit import S3Kit, s3_key
+
+sys.path.insert(0, os.path.dirname(__file__))  # the proxy helper module beside this file
+
+ACCESS = "test-access-key-1"
+SECRET = "test-key-1-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """``python -m moto.server`` in a subprocess (its own GIL), stopped afterwards."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "MOTO_PORT": str(self.port), **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full_env)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(self.url + "/moto-api/", timeout=1)
+                return
+            except requests.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("moto server did not start")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_client(endpoint: str, *, max_attempts: int = 4, concurrency: int = 16,
+                keys=None, **options) -> Client:
+    keys = keys or [s3_key(ACCESS, SECRET, name="primary")]
+    return Client([BackendConfig(name="s3_kit", keys=keys, base_url=endpoint,
+                                 options={"addressing_style": "path", **options})],
+                  ClientConfig(max_concurrency=concurrency,
+                               retry=RetryPolicy(max_attempts=max_attempts, base_delay=0.01,
+                                                 max_delay=0.05, budget_ratio=1.0,
+                                                 budget_min_per_second=100.0)))
+
+
+@pytest.fixture
+def client(moto_server: MotoServer) -> Iterator[Client]:
+    with make_client(moto_server.url) as c:
+        yield c
+
+
+@pytest.fixture
+def kit(client: Client) -> S3Kit:
+    return S3Kit(client)
+
+
+@pytest.fixture
+def bucket(kit: S3Kit) -> str:
+    name = "b-" + uuid.uuid4().hex[:12]
+    kit.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def proxy(moto_server: MotoServer):
+    from s3_kit_proxy import S3Proxy
+
+    p = S3Proxy(moto_server.url)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def pclient(proxy) -> Iterator[Client]:
+    """A client whose S3 endpoint is the fault-injecting proxy in front of moto."""
+    with make_client(proxy.url) as c:
+        yield c
+
+
+@pytest.fixture
+def pkit(pclient: Client) -> S3Kit:
+    return S3Kit(pclient)
+
+
+def attempts(client: Client) -> int:
+    return client.stats().backends["s3_kit"]["attempts"]
