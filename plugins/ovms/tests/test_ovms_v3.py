@@ -1,0 +1,183 @@
+"""OVMS's OpenAI-compatible /v3 API through the pipeline, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipfs_accelerate_py.errors import (
+    ContextTooLong,
+    InvalidRequest,
+    NotFound,
+    StreamError,
+    TransientError,
+)
+from ipfs_accelerate_py.server import ServerResponse, iter_chunks
+from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_py.wire.sse import format_sse
+from ipfs_accelerate_ovms.server import OvmsServer
+
+MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "hello"}]
+
+
+def sse(*objs: object) -> list[bytes]:
+    return [format_sse(o) for o in objs]
+
+
+def chunk(text: str, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+            "created": 1, "model": "llama3", "object": "chat.completion.chunk"}
+
+
+def test_chat_sends_the_exact_body_and_parses_the_answer(srv: LocalServer, make_client) -> None:
+    with make_client(srv.url) as client:
+        res = client.call("ovms", "chat", {"model": "llama3", "messages": MESSAGES,
+                                           "max_tokens": 3, "top_k": 1, "stream": True})
+    req = srv.last
+    assert (req.method, req.path) == ("POST", "/v3/chat/completions")
+    assert req.header("authorization") == f"Bearer {fake_key(1)}"
+    # not streaming: a stray "stream" in the payload is dropped, the rest goes as given
+    assert json.loads(req.body) == {"model": "llama3", "messages": MESSAGES, "max_tokens": 3,
+                                    "top_k": 1}
+    assert res.text == " ".join(res.text.split()) and len(res.text.split()) == 3
+    assert res.finish_reason == "length"
+    assert (res.usage.prompt_tokens, res.usage.completion_tokens) == (6, 3)
+    assert res.model == "llama3" and res.backend == "ovms"
+
+
+def test_chat_stream_matches_the_unary_answer(srv: LocalServer, make_client) -> None:
+    payload = {"model": "llama3", "messages": MESSAGES, "stream_options": {"include_usage": True}}
+    with make_client(srv.url) as client:
+        whole = client.call("ovms", "chat", payload)
+        stream = client.stream("ovms", "chat", payload)
+        chunks = list(stream)
+        streamed = stream.collect()
+    body = json.loads(srv.last.body)
+    assert body["stream"] is True and srv.last.header("accept") == "text/event-stream"
+    assert streamed.text == whole.text and len(chunks) > 3
+    assert streamed.finish_reason == "stop"
+    assert streamed.usage == whole.usage
+
+
+def test_tool_calls_unary_and_streamed(srv: LocalServer, make_client) -> None:
+    tools = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
+    payload = {"model": "llama3", "messages": MESSAGES, "tools": tools, "tool_choice": "auto"}
+    with make_client(srv.url) as client:
+        res = client.call("ovms", "chat", payload)
+        streamed = client.stream("ovms", "chat", payload).collect()
+    (call,) = res.tool_calls
+    assert call.name == "search" and json.loads(call.arguments) == {"query": "hello"}
+    assert res.finish_reason == "tool_calls"
+    assert streamed.tool_calls == res.tool_calls
+
+
+def test_stream_cut_midway_keeps_the_partial_text(srv: LocalServer, make_client) -> None:
+    parts = sse(chunk("one "), chunk("two "), chunk("three", "stop")) + [b"data: [DONE]\n\n"]
+    srv.script(ServerResponse.stream(iter_chunks(parts, cut_after=2)))
+    with make_client(srv.url) as client:
+        stream = client.stream("ovms", "chat", {"model": "llama3", "messages": MESSAGES})
+        with pytest.raises(StreamError) as info:
+            list(stream)
+    assert info.value.partial_text == "one two "
+
+
+def test_stream_without_done_is_truncated(srv: LocalServer, make_client) -> None:
+    srv.script(ServerResponse.stream(sse(chunk("one "), chunk("two", "stop"))))
+    with make_client(srv.url) as client:
+        with pytest.raises(StreamError, match="truncated") as info:
+            client.stream("ovms", "chat", {"model": "llama3", "messages": MESSAGES}).collect()
+    assert info.value.partial_text == "one two"
+
+
+def test_error_event_mid_stream(srv: LocalServer, make_client) -> None:
+    srv.script(ServerResponse.stream(sse(chunk("one "), {"error": "Generation failed"})))
+    with make_client(srv.url) as client:
+        with pytest.raises(StreamError) as info:
+            client.stream("ovms", "chat", {"model": "llama3", "messages": MESSAGES}).collect()
+    assert info.value.partial_text == "one "
+    assert isinstance(info.value.cause_error, TransientError)
+    assert info.value.cause_error.message == "Generation failed"
+
+
+def test_malformed_event_mid_stream(srv: LocalServer, make_client) -> None:
+    srv.script(ServerResponse.stream(sse(chunk("one ")) + [b"data: {\"choices\": [\n\n"]))
+    with make_client(srv.url) as client:
+        with pytest.raises(StreamError) as info:
+            client.stream("ovms", "chat", {"model": "llama3", "messages": MESSAGES}).collect()
+    assert info.value.partial_text == "one "
+    assert info.value.cause_error.code == "malformed_response"
+
+
+def test_error_before_the_first_chunk_is_classified(srv: LocalServer, make_client) -> None:
+    srv.script(ServerResponse.stream(sse({"error": "Generation failed"})))
+    with make_client(srv.url) as client:
+        with pytest.raises(TransientError, match="Generation failed"):
+            client.stream("ovms", "chat", {"model": "llama3", "messages": MESSAGES})
+
+
+def test_completions_unary_and_streamed(srv: LocalServer, make_client) -> None:
+    payload = {"model": "llama3", "prompt": "This is a test", "max_tokens": 5}
+    with make_client(srv.url) as client:
+        res = client.call("ovms", "completions", payload)
+        streamed = client.stream("ovms", "completions", payload).collect()
+        with pytest.raises(InvalidRequest, match="string 'prompt'"):
+            client.call("ovms", "completions", {"model": "llama3", "prompt": ["a", "b"]})
+    assert srv.requests[0].path == "/v3/completions"
+    assert json.loads(srv.requests[0].body) == payload
+    assert res.text and streamed.text == res.text
+    assert res.usage.completion_tokens == len(res.text.split())
+
+
+def test_embeddings_in_input_order(srv: LocalServer, make_client) -> None:
+    texts = ["This is a test", "another one", "third"]
+    with make_client(srv.url) as client:
+        res = client.call("ovms", "embeddings", {"model": "gte-large", "input": texts,
+                                                 "encoding_format": "float"})
+    assert srv.last.path == "/v3/embeddings"
+    assert json.loads(srv.last.body) == {"model": "gte-large", "input": texts,
+                                         "encoding_format": "float"}
+    server = OvmsServer(seed=0)
+    assert res.data == [server.vector("gte-large", t) for t in texts]
+
+
+def test_embeddings_count_mismatch_is_an_error(srv: LocalServer, make_client) -> None:
+    srv.script(ServerResponse.json({"object": "list", "data": [
+        {"object": "embedding", "embedding": [0.1], "index": 0}]}))
+    with make_client(srv.url) as client:
+        with pytest.raises(TransientError, match="expected 2 embeddings"):
+            client.call("ovms", "embeddings", {"model": "gte-large", "input": ["a", "b"]})
+
+
+def test_rerank(srv: LocalServer, make_client) -> None:
+    docs = ["Welcome home", "Farewell", "hello there welcome"]
+    with make_client(srv.url) as client:
+        res = client.call("ovms", "rerank", {"model": "bge-reranker", "query": "hello welcome",
+                                             "documents": docs, "top_n": 2, "return_documents": True})
+        srv.script(ServerResponse.json({"results": [{"index": 5, "relevance_score": 0.1}]}))
+        with pytest.raises(TransientError, match="outside the documents"):
+            client.call("ovms", "rerank", {"model": "bge-reranker", "query": "q", "documents": docs})
+    assert srv.requests[0].path == "/v3/rerank"
+    assert [h["index"] for h in res.data] == [2, 0]
+    assert res.data[0] == {"index": 2, "relevance_score": OvmsServer.relevance("hello welcome", docs[2]),
+                           "document": docs[2]}
+
+
+def test_v3_errors(srv: LocalServer, make_client) -> None:
+    long_prompt = " ".join(["word"] * 600)
+    with make_client(srv.url, attempts=3) as client:
+        with pytest.raises(NotFound, match="graph definition"):
+            client.call("ovms", "chat", {"model": "nope", "messages": MESSAGES})
+        with pytest.raises(ContextTooLong):
+            client.call("ovms", "chat", {"model": "llama3",
+                                         "messages": [{"role": "user", "content": long_prompt}]})
+        with pytest.raises(InvalidRequest, match="no model version"):
+            client.call("ovms", "chat", {"model": "llama3", "version": 2, "messages": MESSAGES})
+    assert len(srv.requests) == 2  # neither was retried; the third never left
+
+
+def test_default_model_fills_v3_bodies(srv: LocalServer, make_client) -> None:
+    with make_client(srv.url, options={"model": "gte-large"}) as client:
+        client.call("ovms", "embeddings", {"input": "x"})
+    assert json.loads(srv.last.body) == {"input": "x", "model": "gte-large"}
