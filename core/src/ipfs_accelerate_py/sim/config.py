@@ -1,0 +1,66 @@
+"""The simulator's settings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+
+from ..errors import ConfigError
+
+
+def _outages(value: Sequence[Sequence[float]] | None) -> tuple[tuple[float, float], ...]:
+    out = []
+    for item in value or ():
+        try:
+            start, end = (float(x) for x in item)
+        except (TypeError, ValueError):
+            raise ConfigError("outages", f"expected (start, end) pairs, got {item!r}") from None
+        if not 0 <= start < end:
+            raise ConfigError("outages", f"need 0 <= start < end, got {item!r}")
+        out.append((start, end))
+    return tuple(out)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and value < 0:
+        raise ConfigError(attribute.name, f"must be >= 0, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(attribute.name, f"must be > 0, got {value!r}")
+
+
+def _rate(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(attribute.name, f"must be within [0, 1], got {value!r}")
+
+
+@attrs.frozen
+class SimConfig:
+    """How the simulator behaves.
+
+    ``rps``/``burst``: per-key request limit (requests per second, bucket size; None: no
+    limit).  ``tokens_per_minute``: per-key token limit, charged from the request body
+    (``len(body) / 4`` plus ``max_tokens``-like fields).  ``latency`` + uniform(0,
+    ``jitter``) seconds before each answer (429s and outage answers are immediate).
+    ``error_rate``: share of admitted requests answered with the protocol's 500.
+    ``outages``: (start, end) seconds since the simulator started, during which every
+    request is answered with the protocol's 503.  Random choices come from ``seed`` (one
+    generator per key, so a key's sequence of decisions does not depend on other keys).
+    ``backends``: mount only these (None: every installed protocol server).
+    """
+
+    rps: float | None = attrs.field(default=None, validator=_positive)
+    burst: float | None = attrs.field(default=None, validator=_positive)
+    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive)
+    latency: float = attrs.field(default=0.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.0, validator=_non_negative)
+    error_rate: float = attrs.field(default=0.0, validator=_rate)
+    outages: tuple[tuple[float, float], ...] = attrs.field(factory=tuple, converter=_outages)
+    seed: int = 0
+    backends: tuple[str, ...] | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else tuple(v))
+    host: str = "127.0.0.1"
+    port: int = 0
