@@ -199,16 +199,18 @@ class ClaudeServer(ProtocolServer):
         return tools[0]
 
     def stream_events(self, message: dict[str, Any]) -> list[bytes]:
-        """The SSE events, in Anthropic's order, that stream ``message`` (tests cut them)."""
+        """The SSE events, in Anthropic's order, that stream ``message`` (one bytes per event,
+        so tests can cut or splice them)."""
         start = dict(message, content=[], stop_reason=None, stop_sequence=None,
                      usage=dict(message["usage"], output_tokens=1))
-        events = [format_sse({"type": "message_start", "message": start}, "message_start"),
-                  format_sse({"type": "ping"}, "ping")]
+        events = [format_sse({"type": "message_start", "message": start}, "message_start")]
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
                 events.append(format_sse({"type": "content_block_start", "index": index,
                                           "content_block": {"type": "text", "text": ""}},
                                          "content_block_start"))
+                if index == 0:
+                    events.append(format_sse({"type": "ping"}, "ping"))
                 words = block["text"].split(" ")
                 for i in range(0, len(words), 3):
                     piece = " ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "")
@@ -219,6 +221,8 @@ class ClaudeServer(ProtocolServer):
                 events.append(format_sse({"type": "content_block_start", "index": index,
                                           "content_block": dict(block, input={})},
                                          "content_block_start"))
+                if index == 0:
+                    events.append(format_sse({"type": "ping"}, "ping"))
                 arguments = json.dumps(block["input"])
                 for i in range(0, len(arguments), 12):
                     events.append(format_sse({"type": "content_block_delta", "index": index,
@@ -236,6 +240,14 @@ class ClaudeServer(ProtocolServer):
         return events
 
     @staticmethod
+    def network_parts(events: list[bytes]) -> list[bytes]:
+        """How the events go out on the wire: the preamble (message_start, the first
+        content_block_start, ping) in one write, then one write per event."""
+        head = next((i for i, e in enumerate(events) if e.startswith(b"event: content_block_delta")),
+                    len(events))
+        return [b"".join(events[:head])] + events[head:] if head else events
+
+    @staticmethod
     def error_event(error_type: str = "overloaded_error", message: str = "Overloaded") -> bytes:
         return format_sse({"type": "error", "error": {"type": error_type, "message": message}},
                           "error")
@@ -251,7 +263,7 @@ class ClaudeServer(ProtocolServer):
         assert body is not None
         message = self.generate(body)
         if body.get("stream"):
-            return ServerResponse.stream(self.stream_events(message),
+            return ServerResponse.stream(self.network_parts(self.stream_events(message)),
                                          headers={"request-id": self._id("req_"),
                                                   "cache-control": "no-cache"})
         return self._json(message)

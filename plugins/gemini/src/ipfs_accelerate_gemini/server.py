@@ -50,6 +50,11 @@ def _texts(contents: Any) -> str:
     return " ".join(out)
 
 
+def _duration(seconds: float) -> str:
+    """A google.protobuf.Duration in JSON form: "13s", "0.25s"."""
+    return f"{max(0.0, round(seconds, 3)):g}s"
+
+
 class GeminiServer(ProtocolServer):
     """A local Gemini API.  ``models`` are the names it lists (generation accepts any);
     ``input_token_limit`` is the prompt size above which it refuses the input;
@@ -96,7 +101,7 @@ class GeminiServer(ProtocolServer):
              "links": [{"description": "Learn more about Gemini API quotas",
                         "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
             {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-             "retryDelay": f"{max(0, math.ceil(delay))}s"},
+             "retryDelay": _duration(delay)},
         ])
 
     def unavailable(self, req: ServerRequest) -> ServerResponse:
