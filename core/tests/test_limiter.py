@@ -1,0 +1,431 @@
+"""Tests of the token bucket and the per-key limiter (rate never exceeded, learning)."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ipfs_accelerate_py.errors import ConfigError
+from ipfs_accelerate_py.limiter import KeyLimiter, TokenBucket
+
+EPS = 1e-6
+
+
+@attrs.frozen
+class Info:
+    """Stand-in for wire.ratelimit.RateLimitInfo (duck-typed by the limiter)."""
+
+    limit_requests: float | None = None
+    remaining_requests: float | None = None
+    reset_requests: float | None = None
+    limit_tokens: float | None = None
+    remaining_tokens: float | None = None
+    reset_tokens: float | None = None
+    request_window: float = 60.0
+    token_window: float = 60.0
+    retry_after: float | None = None
+
+
+def max_excess(times: list[float], rate: float) -> float:
+    """max over windows [t_i, t_j] of (events in it) - rate * (t_j - t_i), in O(n):
+    the bound ``count <= B + rate * T`` holds for every window iff this is <= B."""
+    best = -math.inf
+    best_start = -math.inf  # max over i <= j of (rate * t_i - i)
+    for j, t in enumerate(times):
+        best_start = max(best_start, rate * t - j)
+        best = max(best, j + 1 - rate * t + best_start)
+    return best if times else 0.0
+
+
+def test_max_excess_helper():
+    assert max_excess([], 1.0) == 0.0
+    assert max_excess([0.0, 0.0, 0.0], 1.0) == 3
+    assert max_excess([0.0, 1.0, 2.0], 1.0) == pytest.approx(1.0)
+    assert max_excess([0.0, 10.0, 10.0, 10.0], 0.1) == pytest.approx(3.0)
+
+
+# --- TokenBucket ----------------------------------------------------------------------
+
+
+def test_bucket_starts_full_and_refills_continuously():
+    b = TokenBucket(rate=2.0, capacity=10.0, now=0.0)
+    assert b.level(0.0) == 10.0
+    assert b.try_take(10.0, 0.0)
+    assert not b.try_take(1.0, 0.0)
+    assert b.wait_time(1.0, 0.0) == pytest.approx(0.5)
+    assert b.level(0.25) == pytest.approx(0.5)
+    assert b.try_take(1.0, 0.5)
+    assert b.level(100.0) == 10.0  # capped
+
+
+def test_bucket_initial_level_and_validation():
+    assert TokenBucket(1, 5, 0, level=2).level(0) == 2
+    assert TokenBucket(1, 5, 0, level=50).level(0) == 5
+    for rate, cap in [(0, 1), (-1, 1), (1, 0), (1, -2), (math.inf, 1), (1, math.nan)]:
+        with pytest.raises(ConfigError):
+            TokenBucket(rate, cap, 0)
+
+
+def test_bucket_debt_and_oversized_cost():
+    b = TokenBucket(rate=1.0, capacity=10.0, now=0.0)
+    b.take(15.0, 0.0)
+    assert b.level(0.0) == -5.0
+    assert b.wait_time(1.0, 0.0) == pytest.approx(6.0)
+    # a cost above capacity waits for a full bucket, then drives it into debt
+    assert b.wait_time(25.0, 0.0) == pytest.approx(15.0)
+    assert not b.try_take(25.0, 14.9)
+    assert b.try_take(25.0, 15.0)
+    assert b.level(15.0) == pytest.approx(-15.0)
+
+
+def test_bucket_refund_set_level_reconfigure():
+    b = TokenBucket(rate=1.0, capacity=10.0, now=0.0)
+    b.take(4, 0)
+    b.refund(100, 0)
+    assert b.level(0) == 10
+    b.set_level(3, 0)
+    assert b.level(0) == 3
+    b.set_level(30, 0)
+    assert b.level(0) == 10
+    b.reconfigure(rate=5.0, capacity=4.0, now=1.0)
+    assert b.level(1.0) == 4.0
+    b.take(4, 1.0)
+    assert b.wait_time(2, 1.0) == pytest.approx(0.4)
+    with pytest.raises(ConfigError):
+        b.reconfigure(0, 1, 2)
+
+
+def test_bucket_time_going_backwards_is_no_refill():
+    b = TokenBucket(rate=1.0, capacity=10.0, now=5.0, level=0)
+    assert b.level(3.0) == 0
+    assert b.level(6.0) == pytest.approx(1.0)
+
+
+@given(rate=st.floats(0.01, 1e4), capacity=st.floats(0.5, 1e5), cost=st.floats(0, 1e5),
+       start=st.floats(-1e5, 1e5), now=st.floats(0, 1e6))
+@settings(max_examples=300, deadline=None)
+def test_bucket_wait_time_is_exact_enough(rate, capacity, cost, start, now):
+    """After sleeping exactly wait_time, the take succeeds (no 1e-17 s busy loop)."""
+    b = TokenBucket(rate, capacity, now, level=start)
+    w = b.wait_time(cost, now)
+    assert w >= 0
+    assert b.try_take(cost, now + w)
+
+
+# --- KeyLimiter units -------------------------------------------------------------------
+
+
+def test_unlimited_until_learned():
+    k = KeyLimiter(0.0)
+    for _ in range(1000):
+        assert k.acquire(10_000, 0.0)
+    assert k.headroom(0.0) == 1.0
+    snap = k.snapshot(0.0)
+    assert snap == {"requests_per_minute": None, "tokens_per_minute": None, "request_level": None,
+                    "token_level": None, "cooldown": 0.0, "learned": False}
+
+
+def test_default_burst_is_one_second_worth():
+    k = KeyLimiter(0.0, requests_per_minute=600)  # 10/s, burst 10
+    assert sum(k.acquire(0, 0.0) for _ in range(50)) == 10
+    assert k.wait_time(0, 0.0) == pytest.approx(0.1)
+    small = KeyLimiter(0.0, requests_per_minute=6)  # 0.1/s, burst max(1, 0.1) = 1
+    assert small.acquire(0, 0.0) and not small.acquire(0, 0.0)
+    assert small.wait_time(0, 0.0) == pytest.approx(10.0)
+
+
+def test_configured_burst():
+    k = KeyLimiter(0.0, requests_per_minute=60, burst=5)
+    assert sum(k.acquire(0, 0.0) for _ in range(10)) == 5
+    assert k.acquire(0, 1.0)
+
+
+def test_tokens_per_minute_capacity_is_a_minute():
+    k = KeyLimiter(0.0, tokens_per_minute=6000)
+    assert k.acquire(6000, 0.0)
+    assert not k.acquire(1, 0.0)
+    assert k.wait_time(100, 0.0) == pytest.approx(1.0)
+    assert k.wait_time(0, 0.0) == 0.0  # a request costing no tokens is not held
+
+
+def test_acquire_takes_nothing_when_refused():
+    k = KeyLimiter(0.0, requests_per_minute=60, tokens_per_minute=600, burst=2)
+    assert not k.acquire(601, 0.0) or True  # oversized cost is allowed at a full bucket
+    k2 = KeyLimiter(0.0, requests_per_minute=60, tokens_per_minute=600, burst=2)
+    assert k2.acquire(590, 0.0)
+    before = k2.snapshot(0.0)
+    assert not k2.acquire(20, 0.0)  # tokens short: request must not be taken either
+    assert k2.snapshot(0.0) == before
+
+
+def test_reconcile_and_release_unsent():
+    k = KeyLimiter(0.0, requests_per_minute=60, tokens_per_minute=600, burst=1)
+    assert k.acquire(500, 0.0)
+    k.reconcile(estimated=500, actual=100, now=0.0)
+    assert k.snapshot(0.0)["token_level"] == pytest.approx(500)
+    k.reconcile(estimated=100, actual=700, now=0.0)
+    assert k.snapshot(0.0)["token_level"] == pytest.approx(-100)
+    k.release_unsent(50, 0.0)
+    snap = k.snapshot(0.0)
+    assert snap["token_level"] == pytest.approx(-50)
+    assert snap["request_level"] == pytest.approx(1.0)
+    k.release_unsent(5000, 0.0)  # capped
+    assert k.snapshot(0.0)["token_level"] == 600
+    KeyLimiter(0.0).reconcile(1, 5, 0.0)  # no token bucket: no-op
+
+
+def test_observe_learns_limits_and_remaining():
+    k = KeyLimiter(0.0)
+    k.observe(Info(limit_requests=120, remaining_requests=10, reset_requests=5.0,
+                   limit_tokens=60_000, remaining_tokens=30_000, reset_tokens=2.0), 0.0)
+    snap = k.snapshot(0.0)
+    assert snap["learned"] is True
+    assert snap["requests_per_minute"] == pytest.approx(120)
+    assert snap["tokens_per_minute"] == pytest.approx(60_000)
+    assert snap["request_level"] == pytest.approx(10)
+    assert snap["token_level"] == pytest.approx(30_000)
+    assert snap["cooldown"] == 0.0
+    # capacity is the limit: after a long idle the key may send a full window's worth
+    assert k.snapshot(1000.0)["request_level"] == pytest.approx(120)
+
+
+def test_observe_per_day_window():
+    k = KeyLimiter(0.0)
+    k.observe(Info(limit_requests=14_400, remaining_requests=14_399, request_window=86_400), 0.0)
+    assert k.requests_per_minute == pytest.approx(10.0)
+
+
+def test_observe_remaining_zero_cools_down_until_reset():
+    k = KeyLimiter(0.0, requests_per_minute=600)
+    k.observe(Info(limit_requests=10_000, remaining_requests=0, reset_requests=7.5), 1.0)
+    assert k.requests_per_minute == 600  # configured wins
+    assert k.wait_time(0, 1.0) == pytest.approx(7.5)
+    assert k.headroom(1.0) == 0.0
+    assert not k.acquire(0, 8.0)
+    assert k.acquire(0, 8.5)
+    k.observe(Info(remaining_tokens=0, reset_tokens=3.0), 10.0)
+    assert k.wait_time(0, 10.0) == pytest.approx(3.0)
+
+
+def test_observe_only_lowers_level():
+    k = KeyLimiter(0.0, requests_per_minute=60, burst=10)
+    k.observe(Info(remaining_requests=1000), 0.0)
+    assert k.snapshot(0.0)["request_level"] == 10
+    k.observe(Info(remaining_requests=3), 0.0)
+    assert k.snapshot(0.0)["request_level"] == 3
+
+
+def test_learned_burst_uses_configured_burst():
+    k = KeyLimiter(0.0, burst=4)
+    k.observe(Info(limit_requests=600), 0.0)
+    assert sum(k.acquire(0, 0.0) for _ in range(10)) == 4
+
+
+def test_relearning_new_limit_reconfigures():
+    k = KeyLimiter(0.0)
+    k.observe(Info(limit_requests=60, remaining_requests=60), 0.0)
+    k.observe(Info(limit_requests=120, remaining_requests=5), 1.0)
+    assert k.requests_per_minute == pytest.approx(120)
+    assert k.snapshot(1.0)["request_level"] == pytest.approx(5)
+
+
+def test_observe_429_with_retry_after():
+    k = KeyLimiter(0.0, requests_per_minute=600)
+    k.observe_429(4.0, 10.0)
+    assert k.snapshot(10.0)["request_level"] == 0.0
+    assert k.wait_time(0, 10.0) == pytest.approx(4.0)
+    assert k.headroom(12.0) == 0.0
+    assert k.snapshot(12.0)["cooldown"] == pytest.approx(2.0)
+    assert k.wait_time(0, 14.0) == 0.0
+    assert k.acquire(0, 14.0)
+
+
+def test_observe_429_adaptive_backoff_grows_and_resets():
+    k = KeyLimiter(0.0)
+    waits = []
+    t = 0.0
+    for _ in range(9):
+        k.observe_429(None, t)
+        waits.append(k.wait_time(0, t))
+        t += waits[-1]
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    k.observe_success(t)
+    k.observe_429(None, t)
+    assert k.wait_time(0, t) == 1.0
+
+
+def test_observe_429_unlimited_key_cools_down():
+    k = KeyLimiter(0.0)
+    k.observe_429(2.0, 0.0)
+    assert not k.acquire(0, 1.0)
+    assert k.headroom(1.0) == 0.0
+    assert k.acquire(0, 2.0)
+    assert k.headroom(2.0) == 1.0
+
+
+def test_headroom_fraction():
+    k = KeyLimiter(0.0, requests_per_minute=60, burst=4)
+    assert k.headroom(0.0) == 1.0
+    k.acquire(0, 0.0)
+    assert k.headroom(0.0) == pytest.approx(0.75)
+
+
+def test_bad_config():
+    for kw in ({"requests_per_minute": 0}, {"tokens_per_minute": -1}, {"burst": 0},
+               {"requests_per_minute": math.inf}):
+        with pytest.raises(ConfigError) as exc:
+            KeyLimiter(0.0, **kw)
+        assert exc.value.field == next(iter(kw))
+
+
+def test_accepts_real_rate_limit_info():
+    ratelimit = pytest.importorskip("ipfs_accelerate_py.wire.ratelimit")
+    k = KeyLimiter(0.0)
+    k.observe(ratelimit.RateLimitInfo(limit_requests=60, remaining_requests=0,
+                                      reset_requests=2.0), 0.0)
+    assert k.wait_time(0, 0.0) == pytest.approx(2.0)
+
+
+# --- the rate property (stateful) -------------------------------------------------------
+
+
+class LimiterMachine(RuleBasedStateMachine):
+    """Whatever happens (bursts, idle time, 429s, headers, refunds of unsent requests),
+    sent requests within any window of T seconds never exceed B + R*T/60, and sent
+    tokens never exceed M + M*T/60."""
+
+    @initialize(rpm=st.floats(1, 6000), burst=st.one_of(st.none(), st.floats(1, 50)),
+                tpm=st.floats(100, 100_000))
+    def setup(self, rpm, burst, tpm):
+        self.now = 0.0
+        self.rpm, self.tpm = rpm, tpm
+        self.burst = burst if burst is not None else max(1.0, rpm / 60)
+        self.k = KeyLimiter(0.0, requests_per_minute=rpm, tokens_per_minute=tpm, burst=burst)
+        self.sent: list[list] = []  # [time, tokens, released?]
+
+    @rule(dt=st.one_of(st.just(0.0), st.floats(0, 0.5), st.floats(0, 120)))
+    def advance(self, dt):
+        self.now += dt
+
+    @rule(share=st.floats(0, 1))
+    def acquire(self, share):
+        tokens = share * self.tpm
+        wait = self.k.wait_time(tokens, self.now)
+        ok = self.k.acquire(tokens, self.now)
+        assert ok == (wait == 0.0)
+        if ok:
+            self.sent.append([self.now, tokens, False])
+            self._check_windows_ending_now()
+
+    @rule(share=st.floats(0, 1))
+    def acquire_after_waiting(self, share):
+        tokens = share * self.tpm
+        self.now += self.k.wait_time(tokens, self.now)
+        assert self.k.acquire(tokens, self.now)
+        self.sent.append([self.now, tokens, False])
+        self._check_windows_ending_now()
+
+    @rule(data=st.data())
+    def release_unsent(self, data):
+        live = [s for s in self.sent if not s[2]]
+        if live:
+            s = data.draw(st.sampled_from(live))
+            s[2] = True
+            self.k.release_unsent(s[1], self.now, acquired_at=s[0])
+
+    @rule(data=st.data(), ratio=st.floats(0, 1))
+    def reconcile_lower(self, data, ratio):
+        live = [s for s in self.sent if not s[2]]
+        if live:
+            s = data.draw(st.sampled_from(live))
+            actual = s[1] * ratio
+            self.k.reconcile(s[1], actual, self.now, acquired_at=s[0])
+            s[1] = actual
+
+    @rule(retry_after=st.one_of(st.none(), st.floats(0, 30)))
+    def got_429(self, retry_after):
+        self.k.observe_429(retry_after, self.now)
+
+    @rule()
+    def success(self):
+        self.k.observe_success(self.now)
+
+    @rule(remaining=st.one_of(st.none(), st.floats(0, 100)),
+          reset=st.one_of(st.none(), st.floats(0, 30)),
+          limit=st.one_of(st.none(), st.floats(1, 1e6)))
+    def headers(self, remaining, reset, limit):
+        self.k.observe(Info(limit_requests=limit, remaining_requests=remaining,
+                            reset_requests=reset, limit_tokens=limit,
+                            remaining_tokens=remaining, reset_tokens=reset), self.now)
+
+    def _check_windows_ending_now(self):
+        end = self.now
+        live = [s for s in self.sent if not s[2]]
+        count, tokens = 0, 0.0
+        for t, tok, _ in reversed(live):
+            count += 1
+            tokens += tok
+            span = end - t
+            assert count <= self.burst + self.rpm * span / 60 + EPS, (count, span)
+            assert tokens <= self.tpm + self.tpm * span / 60 + EPS * self.tpm, (tokens, span)
+
+    @invariant()
+    def headroom_in_range(self):
+        if hasattr(self, "k"):
+            assert 0.0 <= self.k.headroom(self.now) <= 1.0
+            assert self.k.wait_time(0, self.now) >= 0.0
+
+
+TestLimiterMachine = LimiterMachine.TestCase
+TestLimiterMachine.settings = settings(max_examples=150, stateful_step_count=50, deadline=None,
+                                       suppress_health_check=[HealthCheck.too_slow])
+
+
+@given(rpm=st.floats(1, 10_000), burst=st.floats(1, 100),
+       gaps=st.lists(st.floats(0, 2), min_size=1, max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_rate_property_any_window(rpm, burst, gaps):
+    """The headline property, checked over every pair of acquisitions."""
+    k = KeyLimiter(0.0, requests_per_minute=rpm, burst=burst)
+    now, times = 0.0, []
+    for g in gaps:
+        now += g
+        while k.acquire(0, now):
+            times.append(now)
+    assert max_excess(times, rpm / 60) <= burst + EPS
+
+
+def test_refund_with_acquired_at_decays():
+    k = KeyLimiter(0.0, requests_per_minute=60, tokens_per_minute=600, burst=1)  # 1/s, 10 tok/s
+    assert k.acquire(100, 0.0)
+    k.release_unsent(100, 0.25, acquired_at=0.0)
+    snap = k.snapshot(0.25)
+    assert snap["request_level"] == pytest.approx(1.0)  # 0.25 refilled + 0.75 refund
+    assert snap["token_level"] == pytest.approx(600)  # capped
+    assert k.acquire(0, 0.25)
+    k.release_unsent(0, 5.0, acquired_at=0.25)  # long ago: worth nothing any more
+    assert k.snapshot(5.0)["request_level"] == pytest.approx(1.0)
+    k2 = KeyLimiter(0.0, tokens_per_minute=600)
+    assert k2.acquire(600, 0.0)
+    k2.reconcile(600, 100, 2.0, acquired_at=0.0)  # 500 over-estimated, 20 s of... 2 s = 20 tok
+    assert k2.snapshot(2.0)["token_level"] == pytest.approx(20 + 480)
+
+
+@given(limit=st.floats(1, 1000), window=st.sampled_from([1.0, 60.0, 86_400.0]),
+       gaps=st.lists(st.floats(0, 5), min_size=1, max_size=100))
+@settings(max_examples=150, deadline=None)
+def test_learned_rate_property(limit, window, gaps):
+    """Learned from headers: at most limit + limit*T/window in any window of T."""
+    k = KeyLimiter(0.0)
+    k.observe(Info(limit_requests=limit, request_window=window), 0.0)
+    now, times = 0.0, []
+    for g in gaps:
+        now += g
+        while k.acquire(0, now):
+            times.append(now)
+    assert max_excess(times, limit / window) <= limit + EPS
