@@ -1,0 +1,214 @@
+"""A :class:`~ipfs_accelerate_py.limiter.KeyLimiter` whose buckets live in Redis.
+
+Same interface and semantics as the core's limiter (request and token buckets, learned
+limits, 429 cooldowns with adaptive backoff), but shared by every process that uses the
+same Redis and scope.  Each call makes at most one round trip: ``acquire``, ``observe``,
+``observe_429``, ``release_unsent`` and ``reconcile`` run one atomic script; ``wait_time``,
+``headroom`` and ``snapshot`` answer from the last state read (see :mod:`.mirror`),
+re-reading it when it is older than the store's ``refresh`` interval.
+
+While Redis is unreachable a local :class:`KeyLimiter` (optionally at ``local_share`` of
+the configured rates) takes over, or, with ``fail_closed``, nothing is admitted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from ipfs_accelerate_py.limiter import KeyLimiter
+
+from .mirror import LimiterMirror
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import RedisStateStore
+
+_DOWN = object()
+
+
+def _num(v: float | None) -> str:
+    """A finite number as a script argument; None / inf / nan as "" (unknown)."""
+    if v is None:
+        return ""
+    v = float(v)
+    return repr(v) if math.isfinite(v) else ""
+
+
+class RedisLimiter:
+    """Per-key admission shared through Redis (drop-in for ``KeyLimiter``)."""
+
+    def __init__(self, store: RedisStateStore, redis_key: str, requests_per_minute: float | None,
+                 tokens_per_minute: float | None, burst: float | None, now: float) -> None:
+        share = store.local_share
+        # Validates the arguments exactly as the core does, and is the fallback.
+        self._local = KeyLimiter(
+            now, None if requests_per_minute is None else requests_per_minute * share,
+            None if tokens_per_minute is None else tokens_per_minute * share, burst)
+        self._store = store
+        self._key = redis_key
+        self._cfg = [_num(requests_per_minute), _num(tokens_per_minute), _num(burst),
+                     str(int(store.ttl * 1000))]
+        self._mirror: LimiterMirror | None = None
+        self._run("peek")
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _run(self, op: str, *extra: Any) -> Any:
+        """One script call; returns its result, or ``_DOWN`` when Redis is unreachable."""
+        store = self._store
+        if not store.health.usable():
+            return _DOWN
+        t0 = time.monotonic()
+        try:
+            reply = store.limiter_script(keys=[self._key], args=[op, *self._cfg, *extra])
+        except store.down_errors as exc:
+            store.health.failed(exc, store.fallback_description)
+            return _DOWN
+        store.health.succeeded()
+        m = self._mirror = LimiterMirror((t0 + time.monotonic()) / 2, reply)
+        return m.result
+
+    def _fresh(self, now: float) -> LimiterMirror | None:
+        """The mirror, re-read when older than the refresh interval; None when down."""
+        m = self._mirror
+        if m is None or now - m.local_t > self._store.refresh or not self._store.health.ok:
+            if self._run("peek") is _DOWN:
+                return None
+            m = self._mirror
+        return m
+
+    @property
+    def degraded(self) -> bool:
+        """True while this limiter answers from local state (Redis unreachable)."""
+        return not self._store.health.ok
+
+    # -- admission --------------------------------------------------------------------
+    def wait_time(self, tokens: float, now: float) -> float:
+        m = self._mirror
+        if m is not None and self._store.health.ok:
+            w = m.wait(tokens, now)
+            if w <= 0 or now - m.local_t <= self._store.refresh:
+                return w  # 0: acquire will decide on the server; >0: a fresh answer
+        m = self._fresh(now)
+        if m is None:
+            if self._store.fail_closed:
+                return max(self._store.health.retry_in(), 0.01)
+            return self._local.wait_time(tokens, now)
+        return m.wait(tokens, now)
+
+    def acquire(self, tokens: float, now: float) -> bool:
+        res = self._run("acquire", _num(tokens))
+        if res is _DOWN:
+            return False if self._store.fail_closed else self._local.acquire(tokens, now)
+        return res is not None and res <= 0
+
+    def reconcile(self, estimated: float, actual: float, now: float, *,
+                  acquired_at: float | None = None) -> None:
+        delta = estimated - actual
+        if delta == 0 or (self._mirror is not None and self._mirror.tr is None
+                          and self._store.health.ok):
+            return
+        elapsed = None if acquired_at is None else now - acquired_at
+        if self._run("reconcile", _num(delta), _num(elapsed)) is _DOWN:
+            self._local.reconcile(estimated, actual, now, acquired_at=acquired_at)
+
+    def release_unsent(self, tokens: float, now: float, *,
+                       acquired_at: float | None = None) -> None:
+        elapsed = None if acquired_at is None else now - acquired_at
+        if self._run("release", _num(tokens), _num(elapsed)) is _DOWN:
+            self._local.release_unsent(tokens, now, acquired_at=acquired_at)
+
+    # -- learning ---------------------------------------------------------------------
+    def observe(self, info: Any, now: float) -> None:
+        if self._unchanged_by(info, now):
+            return
+        res = self._run("observe",
+                        _num(info.limit_requests), _num(info.remaining_requests),
+                        _num(info.reset_requests), _num(info.request_window),
+                        _num(info.limit_tokens), _num(info.remaining_tokens),
+                        _num(info.reset_tokens), _num(info.token_window))
+        if res is _DOWN:
+            self._local.observe(info, now)
+
+    def _unchanged_by(self, info: Any, now: float) -> bool:
+        """Would ``observe(info)`` change nothing?  Then skip the round trip.  True only
+        when the limits are already known as reported and ``remaining`` is positive and
+        not below the (optimistic) mirrored level."""
+        m = self._mirror
+        if m is None or not self._store.health.ok:
+            return False
+        for configured, rate, level, limit, remaining, window in (
+                (self._cfg[0] != "", m.rr, m.request_level(now), info.limit_requests,
+                 info.remaining_requests, info.request_window),
+                (self._cfg[1] != "", m.tr, m.token_level(now), info.limit_tokens,
+                 info.remaining_tokens, info.token_window)):
+            if limit is not None and not configured and (
+                    rate is None or not math.isclose(rate, limit / (window or 60.0))):
+                return False
+            if remaining is not None and (remaining <= 0 or level is None or remaining < level):
+                return False
+        return True
+
+    def observe_429(self, retry_after: float | None, now: float) -> None:
+        if self._run("o429", _num(retry_after)) is _DOWN:
+            self._local.observe_429(retry_after, now)
+
+    def observe_success(self, now: float) -> None:
+        m = self._mirror
+        if m is not None and m.n429 == 0 and self._store.health.ok:
+            return  # nothing to reset: no round trip
+        if self._run("ok") is _DOWN:
+            self._local.observe_success(now)
+
+    # -- inspection -------------------------------------------------------------------
+    def cooldown(self, now: float) -> float:
+        m = self._fresh(now)
+        return self._local.cooldown(now) if m is None else m.cooldown(now)
+
+    def headroom(self, now: float) -> float:
+        m = self._mirror if self._store.health.ok else None
+        if m is None:
+            if self._store.fail_closed:
+                return 0.0
+            return self._local.headroom(now)
+        if m.cooldown(now) > 0:
+            return 0.0
+        level = m.request_level(now)
+        if level is None:
+            return 1.0
+        return min(1.0, max(0.0, level / m.rc))
+
+    @property
+    def requests_per_minute(self) -> float | None:
+        m = self._mirror
+        return self._local.requests_per_minute if m is None or m.rr is None else m.rr * 60.0
+
+    @property
+    def tokens_per_minute(self) -> float | None:
+        m = self._mirror
+        return self._local.tokens_per_minute if m is None or m.tr is None else m.tr * 60.0
+
+    @property
+    def learned(self) -> bool:
+        m = self._mirror
+        return self._local.learned if m is None else m.learned
+
+    def snapshot(self, now: float) -> dict:
+        m = self._fresh(now)
+        if m is None:
+            snap = self._local.snapshot(now)
+        else:
+            snap = {
+                "requests_per_minute": None if m.rr is None else m.rr * 60.0,
+                "tokens_per_minute": None if m.tr is None else m.tr * 60.0,
+                "request_level": m.request_level(now),
+                "token_level": m.token_level(now),
+                "cooldown": m.cooldown(now),
+                "learned": m.learned,
+            }
+        snap["shared"] = True
+        snap["degraded"] = m is None
+        return snap
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter({self._key!r}, degraded={self.degraded})"

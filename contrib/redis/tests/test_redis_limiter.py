@@ -1,0 +1,153 @@
+"""The Lua limiter against a real redis-server: rate bound, sharing, learning, 429s."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ipfs_accelerate_py.errors import ConfigError
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
+from ipfs_accelerate_redis import RedisStateStore
+
+
+def _store(url: str, ns: str, **kw) -> RedisStateStore:
+    return RedisStateStore(url, namespace=ns, **kw)
+
+
+def _max_in_window(stamps: list[float], window: float) -> int:
+    stamps = sorted(stamps)
+    best, j = 0, 0
+    for i, t in enumerate(stamps):
+        while stamps[j] < t - window + 1e-12:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def _hammer(limiter, until: float, out: list[float]) -> None:
+    """Acquire as fast as allowed; record the server time of each admission."""
+    while time.monotonic() < until:
+        now = time.monotonic()
+        w = limiter.wait_time(0, now)
+        if w > 0:
+            time.sleep(min(w, 0.01))
+            continue
+        if limiter.acquire(0, time.monotonic()):
+            out.append(limiter._mirror.server_now)
+
+
+def test_never_admits_more_than_the_rate_in_any_window(redis_url: str, namespace: str) -> None:
+    store = _store(redis_url, namespace)
+    rpm, burst = 1200.0, 3.0  # 20/s
+    lim = store.limiter("echo/k1", rpm, None, burst, time.monotonic())
+    stamps: list[float] = []
+    _hammer(lim, time.monotonic() + 1.5, stamps)
+    rate = rpm / 60
+    for window in (0.05, 0.1, 0.25, 0.5, 1.0):
+        assert _max_in_window(stamps, window) <= burst + rate * window + 1e-9
+    assert len(stamps) >= 0.9 * (burst + rate * 1.5) - 2  # it does admit up to the rate
+    store.close()
+
+
+def test_four_stores_in_threads_share_one_bucket(redis_url: str, namespace: str) -> None:
+    """Four store instances (four connections, as four processes would have) on one key."""
+    rpm, burst = 1800.0, 2.0  # 30/s
+    stores = [_store(redis_url, namespace) for _ in range(4)]
+    limiters = [s.limiter("echo/shared", rpm, None, burst, time.monotonic()) for s in stores]
+    outs: list[list[float]] = [[] for _ in stores]
+    until = time.monotonic() + 2.0
+    threads = [threading.Thread(target=_hammer, args=(lim, until, out))
+               for lim, out in zip(limiters, outs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps = [s for out in outs for s in out]
+    rate = rpm / 60
+    for window in (0.1, 0.5, 1.0, 2.0):
+        assert _max_in_window(stamps, window) <= burst + rate * window + 1e-9
+    assert all(out for out in outs)  # every "process" got some
+    assert len(stamps) >= 0.9 * rate * 2.0
+    for s in stores:
+        s.close()
+
+
+def test_token_bucket_and_reconcile(redis_url: str, namespace: str) -> None:
+    store = _store(redis_url, namespace)
+    now = time.monotonic()
+    lim = store.limiter("b/k", None, 600.0, None, now)  # 10 tokens/s, capacity 600
+    assert lim.tokens_per_minute == 600.0 and lim.requests_per_minute is None
+    assert lim.acquire(550, now)
+    assert lim.wait_time(100, time.monotonic()) > 4.0  # ~50 left, 100 needed at 10/s
+    assert not lim.acquire(100, time.monotonic())
+    lim.reconcile(550, 50, time.monotonic())  # the estimate was 500 too high: refunded
+    assert lim.wait_time(100, time.monotonic()) == 0.0
+    snap = lim.snapshot(time.monotonic())
+    assert snap["token_level"] == pytest.approx(550, abs=5) and snap["shared"] is True
+    lim.reconcile(0, 1000, time.monotonic())  # an under-estimate becomes debt
+    assert lim.snapshot(time.monotonic())["token_level"] < 0
+    store.close()
+
+
+def test_release_unsent_gives_the_request_back(redis_url: str, namespace: str) -> None:
+    store = _store(redis_url, namespace)
+    lim = store.limiter("b/k", 60.0, None, 1.0, time.monotonic())  # 1/s, capacity 1
+    assert lim.acquire(0, time.monotonic())
+    assert lim.wait_time(0, time.monotonic()) > 0.5
+    lim.release_unsent(0, time.monotonic())
+    assert lim.wait_time(0, time.monotonic()) == 0.0
+    store.close()
+
+
+def test_learned_limits_and_cooldowns_are_shared(redis_url: str, namespace: str) -> None:
+    a, b = _store(redis_url, namespace), _store(redis_url, namespace)
+    now = time.monotonic()
+    la = a.limiter("openai/k1", None, None, None, now)
+    lb = b.limiter("openai/k1", None, None, None, now)
+    assert la.wait_time(0, now) == 0.0 and la.headroom(now) == 1.0 and not la.learned
+    info = RateLimitInfo(limit_requests=120, remaining_requests=0, reset_requests=1.5,
+                         limit_tokens=6000, remaining_tokens=5000)
+    la.observe(info, time.monotonic())
+    snap = lb.snapshot(time.monotonic() + 1.0)  # older than refresh: read again
+    assert snap["requests_per_minute"] == pytest.approx(120.0)
+    assert snap["tokens_per_minute"] == pytest.approx(6000.0)
+    assert snap["learned"] is True
+    assert lb.wait_time(0, time.monotonic() + 1.0) > 0  # the cooldown reached process b
+    b.close()
+    a.close()
+
+
+def test_429_cooldown_backs_off_and_success_resets(redis_url: str, namespace: str) -> None:
+    a, b = _store(redis_url, namespace), _store(redis_url, namespace)
+    la = a.limiter("x/k", 6000.0, None, None, time.monotonic())
+    lb = b.limiter("x/k", 6000.0, None, None, time.monotonic())
+    la.observe_429(None, time.monotonic())  # no hint: 1 s
+    lb.observe_429(None, time.monotonic())  # second consecutive, from elsewhere: 2 s
+    assert 1.5 < lb.cooldown(time.monotonic()) <= 2.0 + 1e-3
+    assert lb.headroom(time.monotonic()) == 0.0
+    assert not la.acquire(0, time.monotonic())
+    lb.observe_success(time.monotonic())
+    la.observe_429(0.2, time.monotonic())  # an explicit retry-after wins
+    assert la._mirror.n429 == 1
+    a.close()
+    b.close()
+
+
+def test_invalid_limits_are_rejected_like_the_core(redis_url: str, namespace: str) -> None:
+    store = _store(redis_url, namespace)
+    with pytest.raises(ConfigError):
+        store.limiter("x/k", -1.0, None, None, time.monotonic())
+    store.close()
+
+
+def test_counters_are_shared(redis_url: str, namespace: str) -> None:
+    a, b = _store(redis_url, namespace), _store(redis_url, namespace)
+    assert a.counter("in_flight/echo/k1").incr() == 1
+    assert b.counter("in_flight/echo/k1").incr(2) == 3
+    assert a.counter("in_flight/echo/k1").decr() == 2
+    assert b.counter("in_flight/echo/k1").value() == 2
+    assert a.counters() == {"in_flight/echo/k1": 2}
+    a.close()
+    b.close()
