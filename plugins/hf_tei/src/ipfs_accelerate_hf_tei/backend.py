@@ -196,9 +196,11 @@ class TEIBackend(Backend):
         status = response.status_code
         kind = (etype or "").lower()
         cls: type[ProviderError]
-        if status == 429 or kind == "overloaded":
+        # The status decides; error_type is kept as the code (a 401 from a proxy in front
+        # of TEI must stay an auth error whatever body it carries).
+        if status == 429:
             cls = RateLimited
-        elif status in (424, 503) or kind in ("backend", "unhealthy"):
+        elif status == 424 or status >= 500:
             cls = TransientError
         elif status in (400, 413, 422):
             cls = ContextTooLong if _TOO_LONG.search(message) else InvalidRequest

@@ -280,7 +280,7 @@ class TGIBackend(Backend):
             message, etype = self.error_message(response)[0], None
         status = response.status_code
         cls: type[ProviderError]
-        if status == 429 or etype == "overloaded":
+        if status == 429:
             cls = RateLimited
         elif status in (424, 503) or status >= 500:
             cls = TransientError

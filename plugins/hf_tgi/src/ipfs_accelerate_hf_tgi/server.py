@@ -69,9 +69,11 @@ class TGIServer(ProtocolServer):
             return self._error(exc.status, exc.message, exc.error_type)
 
     def _error(self, status: int, message: str, error_type: str | None = None) -> ServerResponse:
-        return ServerResponse.json(
-            {"error": message, "error_type": error_type or _ERROR_TYPES.get(status, "generation")},
-            status)
+        error_type = error_type or _ERROR_TYPES.get(status)
+        if error_type is None:
+            # not the router's own error (an auth proxy, a missing route): no error_type
+            return ServerResponse.json({"error": message}, status)
+        return ServerResponse.json({"error": message, "error_type": error_type}, status)
 
     def error(self, req: ServerRequest, status: int, message: str) -> ServerResponse:
         return self._error(status, message)

@@ -1,0 +1,31 @@
+"""The shared backend contract, run against the TGI protocol server."""
+
+from __future__ import annotations
+
+from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_hf_tgi.backend import TGIBackend
+from ipfs_accelerate_hf_tgi.server import TGIServer
+
+MESSAGES = [{"role": "user", "content": "What is Deep Learning?"}]
+
+
+class TestTGIContract(BackendContract):
+    backend_class = TGIBackend
+    server_class = TGIServer
+    samples = {
+        "generate": {"inputs": "What is Deep Learning?", "parameters": {"max_new_tokens": 20}},
+        "chat": {"messages": MESSAGES, "max_tokens": 20},
+        "tokenize": {"inputs": "Hello world"},
+        "info": {},
+        "health": {},
+    }
+    stream_sample = ("generate", {"inputs": "What is Deep Learning?",
+                                  "parameters": {"max_new_tokens": 20, "details": True}})
+    plugin_module = "ipfs_accelerate_hf_tgi.plugin"
+
+
+class TestTGIChatStreamContract(TestTGIContract):
+    """The same contract with the Messages API as the streamed operation."""
+
+    samples = {"chat": {"messages": MESSAGES}}
+    stream_sample = ("chat", {"messages": MESSAGES})
