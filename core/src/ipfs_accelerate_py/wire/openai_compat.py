@@ -633,8 +633,10 @@ class CompatResponder:
 
     def __init__(self, models: Sequence[str] = ("test-model",), *, seed: int = 0,
                  owned_by: str = "system", context_window: int = 8192, embedding_dims: int = 16,
-                 id_prefix: str = "chatcmpl-", check_models: bool = True) -> None:
+                 id_prefix: str = "chatcmpl-", check_models: bool = True,
+                 model_fields: Mapping[str, Any] | None = None) -> None:
         self.model_ids = list(models)
+        self.model_fields = dict(model_fields or {})
         self.seed = seed
         self.owned_by = owned_by
         self.context_window = context_window
@@ -706,6 +708,9 @@ class CompatResponder:
         messages = body.get("messages")
         if not messages:
             return self.error(400, "'messages' is a required property", param="messages")
+        err = self.check_chat(body)
+        if err is not None:
+            return err
         prompt = messages_text(messages)
         ptoks = count_tokens(prompt)
         want = self._max_tokens(body)
@@ -724,13 +729,24 @@ class CompatResponder:
             opts = body.get("stream_options") or {}
             words = texts[0].split(" ")
             pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-            return self._stream(render_chat_chunks(
+            objects = render_chat_chunks(
                 model, pieces, completion_id=cid, created=self.created,
                 usage=usage if opts.get("include_usage") else None, tool_calls=calls,
-                extra=extra))
+                extra=extra)
+            return self._stream(self.finish_stream(objects, body, usage))
         return ServerResponse.json(render_chat_completion(
             model, texts, completion_id=cid, created=self.created, usage=usage, tool_calls=calls,
             logprobs=bool(body.get("logprobs")), extra=extra))
+
+    # -- hooks a dialect overrides ----------------------------------------------------
+    def check_chat(self, body: Mapping[str, Any]) -> Any:
+        """Reject what this dialect does not support (an error response), or None."""
+        return None
+
+    def finish_stream(self, objects: list[dict[str, Any]], body: Mapping[str, Any],
+                      usage: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Adjust the chunk objects of a chat stream (a dialect's extra fields)."""
+        return objects
 
     def _tool_calls(self, body: Mapping[str, Any], prompt: str) -> list[dict[str, Any]] | None:
         tools = body.get("tools") or []
@@ -809,7 +825,7 @@ class CompatResponder:
                                                      encoding_format=fmt))
 
     def model_objects(self) -> list[dict[str, Any]]:
-        return [render_model(m, created=self.created, owned_by=self.owned_by)
+        return [render_model(m, created=self.created, owned_by=self.owned_by, **self.model_fields)
                 for m in self.model_ids]
 
     def models(self, req: Any = None) -> Any:

@@ -1,0 +1,142 @@
+"""Groq's OpenAI-compatible API (``/openai/v1``), client side."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+from urllib.parse import quote, urlsplit
+
+import attrs
+
+from ipfs_accelerate_py.backend import Backend
+from ipfs_accelerate_py.config import BackendConfig
+from ipfs_accelerate_py.errors import InvalidRequest, ProviderError, RateLimited, TransientError
+from ipfs_accelerate_py.http import HttpRequest
+from ipfs_accelerate_py.keys import ApiKey
+from ipfs_accelerate_py.request import Request
+from ipfs_accelerate_py.results import Result, StreamChunk
+from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
+
+from .server import GroqServer
+
+#: Groq's x-ratelimit-*-requests headers count requests per day (tokens: per minute).
+REQUEST_WINDOW = 86_400.0
+
+
+class GroqBackend(Backend):
+    """Groq (``https://api.groq.com/openai/v1``): chat completions and model listing.
+
+    A base URL given without a path (``https://api.groq.com``, the Groq SDK's convention)
+    gets ``/openai/v1`` appended.  Groq takes no client request id header, so none is sent.
+    """
+
+    name = "groq"
+    default_base_url = "https://api.groq.com/openai/v1"
+    operations = {
+        "chat": "POST /chat/completions (messages, tools, response_format, seed...; streams)",
+        "models": "GET /models, the models the key can use (with context_window)",
+        "model": "GET /models/{model}, one model's details",
+    }
+    streaming_operations = frozenset({"chat"})
+    env_keys = ("GROQ_API_KEY",)
+    metadata_keys = ("groq_api_key",)
+    request_id_header = None
+    response_id_header = "x-request-id"
+    server_class = GroqServer
+
+    def __init__(self, config: BackendConfig | None = None) -> None:
+        super().__init__(config)
+        if urlsplit(self.base_url).path in ("", "/"):
+            self.base_url = self.base_url.rstrip("/") + "/openai/v1"
+
+    def check(self, request: Request) -> None:
+        super().check(request)
+        need = {"chat": ("model", "messages"), "model": ("model",)}.get(request.operation, ())
+        missing = [k for k in need if request.payload.get(k) in (None, "", [])]
+        if missing:
+            raise InvalidRequest(f"groq {request.operation}: payload needs {', '.join(missing)}",
+                                 backend=self.name)
+
+    def _errors(self, response: Any) -> oc.ErrorFactory:
+        def make(cls: type[ProviderError], message: str, code: str | None) -> ProviderError:
+            return self.make_error(cls, message, response, code=code)
+
+        return make
+
+    def classify_error(self, request: Request | None, response: Any) -> ProviderError:
+        info = oc.classify_error_body(*_decoded(response))
+        cls = info.cls
+        if response.status_code == 498:  # flex tier at capacity: a "come back later", not an outage
+            cls = RateLimited
+        elif response.status_code == 499:  # request cancelled upstream
+            cls = TransientError
+        return self.make_error(cls, info.message, response, code=info.code)
+
+    def rate_limit_info(self, response: Any) -> RateLimitInfo | None:
+        info = parse_openai_headers(response.headers, request_window=REQUEST_WINDOW)
+        if info.is_empty():
+            return None
+        return attrs.evolve(info, request_window=request_window(info))
+
+    # ------------------------------------------------------------------ chat
+    def build_chat(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        body = dict(request.payload)
+        body.pop("stream", None)
+        options = body.pop("stream_options", None)
+        if request.stream:
+            body["stream"] = True
+            if options:  # Groq reports stream usage in x_groq anyway; pass the caller's own
+                body["stream_options"] = options
+        return HttpRequest("POST", self.url("chat/completions"), json=body)
+
+    def parse_chat(self, request: Request, response: Any) -> Result:
+        return oc.parse_chat_completion(self.decode_json(response),
+                                        request_id=self.provider_request_id(response),
+                                        make_error=self._errors(response))
+
+    def stream_chat(self, request: Request, response: Any) -> Iterator[StreamChunk]:
+        for chunk in oc.iter_stream(response, self._errors(response)):
+            if chunk.usage is None and isinstance(chunk.raw, Mapping):
+                extra = chunk.raw.get("x_groq")
+                if isinstance(extra, Mapping) and extra.get("usage"):
+                    # Groq puts a stream's token counts in x_groq.usage on its last chunk.
+                    chunk = attrs.evolve(chunk, usage=oc.parse_usage(extra["usage"]))
+            yield chunk
+
+    # ------------------------------------------------------------------ models
+    def build_models(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        return HttpRequest("GET", self.url("models"))
+
+    def parse_models(self, request: Request, response: Any) -> Result:
+        return oc.parse_model_list(self.decode_json(response),
+                                   request_id=self.provider_request_id(response),
+                                   make_error=self._errors(response))
+
+    def build_model(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        return HttpRequest("GET", self.url("models/" + quote(str(request.payload["model"]), safe="/")))
+
+    def parse_model(self, request: Request, response: Any) -> Result:
+        return oc.parse_model(self.decode_json(response),
+                              request_id=self.provider_request_id(response),
+                              make_error=self._errors(response))
+
+
+def request_window(info: RateLimitInfo) -> float:
+    """The request window the headers imply.
+
+    Groq's request quota is per day and refills continuously: ``reset-requests`` is the
+    time until ``remaining`` is back at ``limit`` (14400 limit, 14370 remaining, reset
+    ``2m59.56s``: 30 requests in 180 s, one day for all 14400).  So the whole window is
+    ``reset * limit / (limit - remaining)``; without a usable reset it is one day.
+    """
+    limit, remaining, reset = info.limit_requests, info.remaining_requests, info.reset_requests
+    if limit and remaining is not None and reset and remaining < limit:
+        return min(REQUEST_WINDOW, max(0.001, reset * limit / (limit - remaining)))
+    return REQUEST_WINDOW
+
+
+def _decoded(response: Any) -> tuple[int, Any, str]:
+    try:
+        return response.status_code, response.json(), ""
+    except ValueError:
+        return response.status_code, None, response.text
