@@ -261,3 +261,25 @@ def test_model_describes_one_model(srv, proto, client):
     with pytest.raises(NotFound) as info:
         client.call("claude", "model", {"model": "no-such-model"})
     assert info.value.code == "not_found_error"
+
+
+def test_a_connection_lost_after_message_stop_is_not_an_error(srv, proto, client):
+    message, events = _events(proto)
+    srv.script(ServerResponse.stream(iter_chunks(events, cut_after=len(events))))
+    res = client.stream("claude", "messages", {"model": MODEL, "messages": USER}).collect()
+    assert res.text == message["content"][0]["text"] and res.finish_reason == "max_tokens"
+
+
+def test_thinking_blocks_are_not_part_of_the_text(srv, proto, client):
+    message, events = _events(proto)
+    thinking = [
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":5,'
+        b'"content_block":{"type":"thinking","thinking":""}}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":5,'
+        b'"delta":{"type":"thinking_delta","thinking":"hmm"}}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":5,'
+        b'"delta":{"type":"signature_delta","signature":"sig"}}\n\n',
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":5}\n\n']
+    srv.script(ServerResponse.stream(events[:1] + thinking + events[1:]))
+    res = client.stream("claude", "messages", {"model": MODEL, "messages": USER}).collect()
+    assert res.text == message["content"][0]["text"]

@@ -255,3 +255,12 @@ def test_server_answers_a_json_array_without_alt_sse(srv):
                       json={"contents": CONTENTS}, headers={"x-goog-api-key": "test-key-1"})
     body = r.json()
     assert isinstance(body, list) and body[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_a_connection_lost_after_the_finish_chunk_is_not_an_error(srv, proto, client):
+    response, chunks = _chunks(proto)
+    parts = proto.sse(chunks)
+    srv.script(ServerResponse.stream(iter_chunks(parts, cut_after=len(parts))))
+    res = client.stream("gemini", "chat", {"model": MODEL, "contents": CONTENTS}).collect()
+    assert res.text == response["candidates"][0]["content"]["parts"][0]["text"]
+    assert res.finish_reason == "STOP"
