@@ -175,3 +175,12 @@ def test_model_describes_one_model(srv, proto, client):
     with pytest.raises(NotFound) as info:
         client.call("gemini", "model", {"model": "gemini-nope"})
     assert info.value.code == "NOT_FOUND"
+
+
+def test_token_estimate_counts_max_output_tokens():
+    backend = GeminiBackend(BackendConfig(name="gemini"))
+    contents = [{"role": "user", "parts": [{"text": "hi"}]}]
+    base = backend.estimate_tokens(Request("generate", {"model": "m", "contents": contents}))
+    with_limit = backend.estimate_tokens(Request("generate", {
+        "model": "m", "contents": contents, "generationConfig": {"maxOutputTokens": 500}}))
+    assert with_limit >= base + 500

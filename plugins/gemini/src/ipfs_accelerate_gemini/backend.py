@@ -298,6 +298,13 @@ class GeminiBackend(Backend):
         model = _with_id(body)
         return Result(data=model, model=model["id"], raw=body, backend=self.name)
 
+    def estimate_tokens(self, request: Request) -> int:
+        """The base estimate, plus ``generationConfig.maxOutputTokens`` (where Gemini keeps it)."""
+        estimate = super().estimate_tokens(request)
+        config = request.payload.get("generationConfig")
+        limit = config.get("maxOutputTokens") if isinstance(config, Mapping) else None
+        return estimate + limit if isinstance(limit, int) and "max_tokens" not in request.payload else estimate
+
     # ------------------------------------------------------------------ errors and limits
     def classify_error(self, request: Request | None, response: requests.Response) -> ProviderError:
         try:
