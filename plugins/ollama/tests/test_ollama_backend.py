@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Iterator
 
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
@@ -40,9 +41,10 @@ def srv() -> Iterator[LocalServer]:
         yield server
 
 
-def make_client(url: str, *, keys: Any = (), attempts: int = 1, **backend: Any) -> Client:
+def make_client(url: str, *, keys: Any = (), attempts: int = 1, concurrency: int = 2,
+                **backend: Any) -> Client:
     return Client([BackendConfig(name="ollama", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=2,
+                  ClientConfig(max_concurrency=concurrency,
                                retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
                                                  max_delay=0.05)))
 
@@ -318,3 +320,56 @@ def test_payload_checks_before_sending(srv: LocalServer) -> None:
         with pytest.raises(InvalidRequest):
             client.submit("ollama", "tags", {}, stream=True)
     assert srv.requests == []
+
+
+# ---------------------------------------------------------------------- embed batching
+def hold_worker(srv: LocalServer, client: Client) -> threading.Event:
+    """Occupy the client's only worker with a held /api/version call."""
+    release, started = threading.Event(), threading.Event()
+
+    def held(req: ServerRequest) -> ServerResponse:
+        started.set()
+        release.wait(10)
+        return srv.protocol(req)
+
+    srv.script(held)
+    client.submit("ollama", "version", {})
+    assert started.wait(10)
+    return release
+
+
+def test_queued_single_embeds_are_coalesced(srv: LocalServer) -> None:
+    texts = [f"text {i}" for i in range(5)]
+    expected = {t: requests.post(srv.url + "/api/embed", json={"model": "all-minilm", "input": t},
+                                 timeout=5).json()["embeddings"][0] for t in texts}
+    srv.clear()
+    with make_client(srv.url, concurrency=1, options={"embed_batch_size": 3}) as client:
+        release = hold_worker(srv, client)
+        futures = [client.submit("ollama", "embed", {"model": "all-minilm", "input": t})
+                   for t in texts]
+        futures.append(client.submit("ollama", "embed", {"model": "all-minilm", "input": "x",
+                                                         "dimensions": 4}))
+        release.set()
+        results = [f.result(timeout=10) for f in futures]
+    assert [sent_json(r) for r in srv.requests[1:]] == [
+        {"model": "all-minilm", "input": texts[:3]}, {"model": "all-minilm", "input": texts[3:]},
+        {"model": "all-minilm", "input": "x", "dimensions": 4}]
+    for text, res in zip(texts, results):
+        assert res.data == [expected[text]]
+    assert len(results[-1].data[0]) == 4
+
+
+def test_embed_batch_key_and_split_mismatch() -> None:
+    b = OllamaBackend()
+    key = b.batch_key(Request("embed", {"model": "m", "input": "a"}))
+    assert key is not None and key == b.batch_key(Request("embed", {"model": "m", "input": ["b"]}))
+    assert b.batch_key(Request("embed", {"model": "m2", "input": "a"})) != key
+    assert b.batch_key(Request("embed", {"model": "m", "input": ["a", "b"]})) is None
+    assert b.batch_key(Request("chat", {"model": "m", "messages": []})) is None
+    reqs = [Request("embed", {"model": "m", "input": "a"}), Request("embed", {"model": "m", "input": "b"})]
+    assert b.merge_batch(reqs).payload == {"model": "m", "input": ["a", "b"]}
+    from ipfs_accelerate_py.results import Result
+
+    with pytest.raises(TransientError) as err:
+        b.split_batch(reqs, Result(data=[[0.1]]))
+    assert err.value.code == "batch_count_mismatch"

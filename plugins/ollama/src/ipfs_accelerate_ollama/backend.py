@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Iterator, Mapping, Sequence
 
 from ipfs_accelerate_py.backend import Backend
 from ipfs_accelerate_py.config import BackendConfig
@@ -25,7 +25,7 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
-from ipfs_accelerate_py.request import Request
+from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import (
     IncompleteStream,
     Result,
@@ -46,6 +46,8 @@ _TOO_LONG = re.compile(r"exceeds the context length|exceeds (the )?maximum conte
 #: Final-object fields that are neither text nor counts; kept in ``Result.data``.
 _META = ("done_reason", "total_duration", "load_duration", "prompt_eval_duration",
          "eval_duration", "context", "thinking")
+#: Coalescing limit for queued single-text embed requests (Ollama documents none).
+DEFAULT_EMBED_BATCH_SIZE = 32
 
 
 def _usage(obj: Mapping[str, Any]) -> Usage | None:
@@ -272,6 +274,43 @@ class OllamaBackend(Backend):
                 return
             yield StreamChunk(raw=obj)
         raise IncompleteStream("Ollama pull ended without {\"status\": \"success\"}")
+
+    # ------------------------------------------------------------------ batching
+    @staticmethod
+    def _single_input(request: Request) -> str | None:
+        value = request.payload.get("input")
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        return value if isinstance(value, str) else None
+
+    def batch_key(self, request: Request) -> Hashable | None:
+        """Single-text ``embed`` requests with equal other fields (model, options,
+        truncate, dimensions, keep_alive) and key pin share a key: /api/embed takes lists."""
+        if request.operation != "embed" or request.stream or self._single_input(request) is None:
+            return None
+        rest = {k: v for k, v in request.payload.items() if k != "input"}
+        return ("embed", request.key, json.dumps(rest, sort_keys=True, default=str))
+
+    def max_batch_size(self, request: Request) -> int:
+        return int(self.option("embed_batch_size", DEFAULT_EMBED_BATCH_SIZE))
+
+    def merge_batch(self, requests: Sequence[Request]) -> Request:
+        first = requests[0]
+        payload = {**first.payload, "input": [self._single_input(r) for r in requests]}
+        return first.evolve(payload=payload, request_id=new_request_id(),
+                            priority=min(r.priority for r in requests),
+                            tags={"batch_of": [r.request_id for r in requests]})
+
+    def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
+        vectors = result.data
+        if not isinstance(vectors, list) or len(vectors) != len(requests):
+            got = len(vectors) if isinstance(vectors, list) else type(vectors).__name__
+            raise TransientError(f"Ollama answered {got} embeddings for a batch of "
+                                 f"{len(requests)}", code="batch_count_mismatch",
+                                 backend=self.name)
+        return [Result(data=[vec], raw={"model": result.model, "embeddings": [vec]},
+                       model=result.model, backend=self.name, request_id=req.request_id)
+                for req, vec in zip(requests, vectors)]
 
     # ------------------------------------------------------------------ errors
     def _body_error(self, body: Mapping[str, Any], response: requests.Response | None) -> ProviderError:
