@@ -649,8 +649,14 @@ def _sim_config(args: argparse.Namespace) -> Any:
             outages.append((float(a), float(b)))
         except ValueError:
             raise CliError(f"--outage {spec!r}: expected START:END in seconds") from None
+    models: dict[str, list[str]] = {}
+    for spec in args.model or ():
+        backend, sep, model = spec.partition("=")
+        if not sep or not backend or not model:
+            raise CliError(f"--model {spec!r}: expected BACKEND=MODEL")
+        models.setdefault(backend, []).append(model)
     try:
-        return SimConfig(rps=args.rps, burst=args.burst, tokens_per_minute=args.tpm,
+        return SimConfig(rps=args.rps, models=models, burst=args.burst, tokens_per_minute=args.tpm,
                          latency=args.latency, jitter=args.jitter, error_rate=args.error_rate,
                          outages=outages, seed=args.seed, host=args.host, port=args.port,
                          backends=args.backends.split(",") if args.backends else None)
@@ -891,6 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer 503 between these seconds after start (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backends", metavar="A,B", help="mount only these protocols")
+    p.add_argument("--model", action="append", metavar="BACKEND=MODEL",
+                   help="an extra model name a protocol accepts (repeatable)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import attrs
 
@@ -49,7 +49,8 @@ class SimConfig:
     ``outages``: (start, end) seconds since the simulator started, during which every
     request is answered with the protocol's 503.  Random choices come from ``seed`` (one
     generator per key, so a key's sequence of decisions does not depend on other keys).
-    ``backends``: mount only these (None: every installed protocol server).
+    ``backends``: mount only these (None: every installed protocol server).  ``models``:
+    extra model names a protocol should accept, besides its own defaults.
     """
 
     rps: float | None = attrs.field(default=None, validator=_positive)
@@ -62,5 +63,9 @@ class SimConfig:
     seed: int = 0
     backends: tuple[str, ...] | None = attrs.field(
         default=None, converter=lambda v: None if v is None else tuple(v))
+    #: Extra model names a protocol should know, per backend ({"openai": ["gpt-3.5-turbo"]}),
+    #: for protocol servers that take a ``models`` list of names.
+    models: Mapping[str, tuple[str, ...]] = attrs.field(
+        factory=dict, converter=lambda m: {k: tuple(v) for k, v in (m or {}).items()})
     host: str = "127.0.0.1"
     port: int = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import random
 import threading
@@ -40,8 +41,25 @@ def key_label(key: str | None) -> str:
     return "key-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
+def _models_kwarg(cls: type, extra: tuple[str, ...]) -> dict[str, Any]:
+    """``models=`` for a server whose constructor takes a list of model names."""
+    if not extra:
+        return {}
+    try:
+        param = inspect.signature(cls).parameters.get("models")
+    except (TypeError, ValueError):
+        return {}
+    if param is None:
+        return {}
+    default = param.default
+    if isinstance(default, (tuple, list)) and all(isinstance(m, str) for m in default):
+        return {"models": tuple(default) + tuple(m for m in extra if m not in default)}
+    return {}
+
+
 def load_protocol_servers(seed: int, names: tuple[str, ...] | None = None,
-                          plugin_manager: Any = None) -> dict[str, ProtocolServer]:
+                          plugin_manager: Any = None,
+                          models: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, ProtocolServer]:
     """Instantiate every installed protocol server (or those named)."""
     if plugin_manager is None:
         from ..plugins import get_plugin_manager
@@ -60,7 +78,7 @@ def load_protocol_servers(seed: int, names: tuple[str, ...] | None = None,
     servers: dict[str, ProtocolServer] = {}
     for name, cls in sorted(classes.items()):
         try:
-            servers[name] = cls(seed=seed)
+            servers[name] = cls(seed=seed, **_models_kwarg(cls, (models or {}).get(name, ())))
         except TypeError:
             servers[name] = cls()
         except Exception as exc:  # one broken plugin must not take the simulator down
@@ -260,7 +278,8 @@ class Simulator:
             config = attrs.evolve(config, **changes)
         self.config = config
         if servers is None:
-            servers = load_protocol_servers(config.seed, config.backends, plugin_manager)
+            servers = load_protocol_servers(config.seed, config.backends, plugin_manager,
+                                            config.models)
         self.app = SimApp(config, servers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
@@ -349,7 +368,7 @@ async def serve_forever(config: SimConfig, *, servers: Mapping[str, ProtocolServ
                         ready: Any = None) -> None:
     """Run the simulator in the current event loop until cancelled (the CLI's ``sim``)."""
     if servers is None:
-        servers = load_protocol_servers(config.seed, config.backends)
+        servers = load_protocol_servers(config.seed, config.backends, models=config.models)
     app = SimApp(config, servers)
     server = await start_server(app, config.host, config.port)
     app.started = time.monotonic()
