@@ -69,7 +69,7 @@ class OllamaBackend(Backend):
     operations: ClassVar[Mapping[str, str]] = {
         "chat": "chat completion (POST /api/chat); streams NDJSON",
         "generate": "completion for a prompt (POST /api/generate); streams NDJSON",
-        "embed": "embeddings for a string or a list (POST /api/embed)",
+        "embed": "embeddings for a string or a list (POST /api/embed); single texts are coalesced",
         "tags": "locally available models (GET /api/tags)",
         "show": "model details, template, parameters, capabilities (POST /api/show)",
         "ps": "models loaded in memory (GET /api/ps)",
