@@ -347,3 +347,17 @@ def test_http_embeddings_completions_models(srv):
     ids = [m["id"] for m in oc.parse_model_list(requests.get(srv.url + "/v1/models", timeout=10).json()).data]
     assert ids == ["m1", "e1"]
     assert requests.get(srv.url + "/v1/models/zzz", timeout=10).status_code == 404
+
+
+def test_fastapi_detail_bodies():
+    info = oc.classify_error_body(422, {"detail": [{"type": "missing", "loc": ["body", "messages"],
+                                                    "msg": "Field required"}]})
+    assert info.cls is InvalidRequest and info.message == "body.messages: Field required"
+    info = oc.classify_error_body(401, {"detail": "Not authenticated"})
+    assert info.cls is AuthError and info.message == "Not authenticated"
+
+
+def test_parse_chunk_is_public():
+    c = oc.parse_chunk({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    assert (c.text, c.finish_reason, c.usage) == ("x", "stop", Usage(1, 1, 2))

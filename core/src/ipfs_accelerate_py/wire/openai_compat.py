@@ -116,6 +116,19 @@ def _text_excerpt(status: int | None, text: str) -> str:
     return f"{where}: {text[:300]}"
 
 
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, list):
+        parts = []
+        for d in detail:
+            if isinstance(d, Mapping):
+                loc = ".".join(str(x) for x in d.get("loc") or ())
+                parts.append(f"{loc}: {d.get('msg', '')}" if loc else str(d.get("msg", d)))
+            else:
+                parts.append(str(d))
+        return "; ".join(parts)[:500] or "validation error"
+    return str(detail)[:500]
+
+
 def classify_error_body(status: int | None, body: Any, text: str = "") -> ErrorInfo:
     """Map an error answer to one class.
 
@@ -142,6 +155,8 @@ def classify_error_body(status: int | None, body: Any, text: str = "") -> ErrorI
         message = err
         if isinstance(body, Mapping) and body.get("code") is not None:
             code = str(body["code"])
+    elif isinstance(body, Mapping) and "detail" in body:  # FastAPI's HTTPException / 422 shapes
+        message = _detail_text(body["detail"])
     elif isinstance(body, Mapping) and body.get("message"):
         message = str(body["message"])
         code = str(body["code"]) if body.get("code") is not None else None
@@ -304,7 +319,8 @@ def parse_model(body: Any, *, request_id: str | None = None,
     return Result(model=str(body["id"]), request_id=request_id, raw=body, data=dict(body))
 
 
-def _chunk(obj: Mapping[str, Any]) -> StreamChunk:
+def parse_chunk(obj: Mapping[str, Any]) -> StreamChunk:
+    """One ``chat.completion.chunk`` (or legacy ``text_completion`` chunk) object -> StreamChunk."""
     text_parts: list[str] = []
     deltas: list[ToolCallDelta] = []
     finish: str | None = None
@@ -353,7 +369,7 @@ def iter_stream_events(events: Iterable[SSEEvent],
             raise error_from_body(obj if is_error_event(obj) else {"error": obj}, make_error)
         if not isinstance(obj, Mapping):
             raise make_error(TransientError, "stream event is not an object", "malformed_response")
-        yield _chunk(obj)
+        yield parse_chunk(obj)
     raise IncompleteStream("stream ended without its [DONE] terminator")
 
 
@@ -848,7 +864,7 @@ __all__ = [
     "classify_response", "count_tokens", "decode_base64_floats", "embedding_inputs",
     "encode_base64_floats", "error_from_body", "error_type_for_status", "is_error_event",
     "iter_stream", "iter_stream_events", "messages_text", "parse_chat_completion",
-    "parse_completion", "parse_embeddings", "parse_model", "parse_model_list", "parse_usage",
+    "parse_chunk", "parse_completion", "parse_embeddings", "parse_model", "parse_model_list", "parse_usage",
     "plain_error", "ratelimit_headers", "redact", "render_chat_chunks", "render_chat_completion",
     "render_completion", "render_completion_chunks", "render_embeddings", "render_error",
     "render_model", "render_model_list", "render_tool_call", "retry_after_headers", "safe_events",
