@@ -7,7 +7,15 @@ import time
 
 import pytest
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Priority, Request
+from ipfs_accelerate_py import (
+    BackendConfig,
+    Client,
+    ClientConfig,
+    Priority,
+    Request,
+    RetryPolicy,
+    Secret,
+)
 from ipfs_accelerate_py.errors import (
     ClientClosedError,
     ConfigError,
@@ -197,8 +205,7 @@ def test_batching_coalesces_queued_singles_and_splits_results(pm, echo_server):
 
 def test_batch_count_mismatch_is_an_error_never_a_misassignment(pm, echo_server):
     echo_server.script(*[ServerResponse.json({"vectors": [[1.0]]})] * 10)
-    with make(pm, echo_server, max_concurrency=1, retry={"max_attempts": 1} and None or
-              __import__("ipfs_accelerate_py").RetryPolicy(max_attempts=1)) as c:
+    with make(pm, echo_server, max_concurrency=1, retry=RetryPolicy(max_attempts=1)) as c:
         futs = [c.submit("echo", "embed", {"inputs": [str(i)]}) for i in range(3)]
         outcomes = []
         for f in futs:
@@ -230,7 +237,8 @@ def test_stream_closed_early_releases_its_key(pm, echo_server):
     with make(pm, echo_server, keys=("test-key-1",)) as c:
         s = c.stream("echo", "stream", {"words": ["a", "b", "c"]})
         next(iter(s))
-        assert c.stats().keys["echo/key-" + __import__("ipfs_accelerate_py").Secret("test-key-1").fingerprint()]["in_flight"] == 1
+        key_id = "key-" + Secret("test-key-1").fingerprint()
+        assert c.stats().keys["echo/" + key_id]["in_flight"] == 1
         s.close()
         assert c.stats().backends["echo"]["in_flight"] == 0
 

@@ -99,6 +99,15 @@ class _BackendState:
         self.needs_tokens = any(_has_token_limit(k.limiter) for k in keys)
 
 
+def _stamp(result: Result, backend: str, key_id: str, attempts: int, request_id: str) -> None:
+    # The backend just built this Result for us alone: fill in the pipeline's fields in
+    # place (cheaper than attrs.evolve on the hot path).
+    object.__setattr__(result, "backend", backend)
+    object.__setattr__(result, "key_id", key_id)
+    object.__setattr__(result, "attempts", attempts)
+    object.__setattr__(result, "request_id", request_id)
+
+
 def _has_token_limit(limiter: Any) -> bool:
     snap = limiter.snapshot(time.monotonic())
     return snap.get("tokens_per_minute") is not None
@@ -159,10 +168,14 @@ class Client:
         # is busy in a long call; it sleeps while the queue is empty.
         self._reaper_cond = threading.Condition(self._lock)
         self._reaper: threading.Thread | None = None
+        self._space_waiting = 0
         self._seq = itertools.count()
         self._stats = StatsCollector(config.latency_samples)
         self._store = hooks.accelerate_make_state_store(config=config)
         self._queue = hooks.accelerate_make_queue(config=config)
+        # With only the core's default implementation, call the strategy directly: a hook
+        # call per dispatch costs more than the selection itself.
+        self._select_via_hook = len(hooks.accelerate_select_key.get_hookimpls()) > 1
         self._monitor = {name: bool(getattr(hooks, name).get_hookimpls()) for name in (
             "accelerate_on_queued", "accelerate_on_started", "accelerate_on_retried",
             "accelerate_on_finished", "accelerate_on_breaker_changed")}
@@ -268,6 +281,9 @@ class Client:
         (default: ``ClientConfig.block_when_full``), waits up to ``timeout`` for space.
         """
         req = self._coerce(request, operation, payload, fields)
+        return self._submit(req, block, timeout, wake=True)
+
+    def _submit(self, req: Request, block: bool | None, timeout: float | None, wake: bool) -> Future:
         bstate = self._backends.get(req.backend or "")
         if bstate is None:
             raise ConfigError("backend", f"backend {req.backend!r} is not configured; configured: "
@@ -301,12 +317,17 @@ class Client:
                     remaining = None if end is None else end - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise QueueFullError(f"request queue still full after {timeout} s")
-                    self._space.wait(remaining)
+                    self._space_waiting += 1
+                    try:
+                        self._space.wait(0.1 if remaining is None else min(remaining, 0.1))
+                    finally:
+                        self._space_waiting -= 1
                     if self._closing:
                         raise ClientClosedError("the client is closed")
             self._queue.push(entry, time.monotonic())
             depth = len(self._queue)
-            self._cond.notify()
+            if wake:
+                self._cond.notify()
             if depth == 1 or deadline is not None:
                 self._reaper_cond.notify()
         if len(self._workers) < self.config.max_concurrency:
@@ -319,8 +340,32 @@ class Client:
 
     def call(self, request: Request | str, operation: str | None = None, payload: Any = None,
              **fields: Any) -> Any:
-        """Submit and wait: the :class:`Result`, or the request's error raised."""
-        return self.submit(request, operation, payload, **fields).result()
+        """Submit and wait: the :class:`Result`, or the request's error raised.
+
+        The calling thread runs the first attempt itself when the request is the next one
+        due and there is capacity, which saves a hand-off to a worker; limits, priorities
+        and retries are exactly those of :meth:`submit`."""
+        block = fields.pop("block", None)
+        timeout = fields.pop("timeout", None)
+        req = self._coerce(request, operation, payload, fields)
+        fut = self._submit(req, block, timeout, wake=False)
+        self._help(fut._accelerate_job)  # type: ignore[attr-defined]
+        return fut.result()
+
+    def _help(self, job: _Job) -> None:
+        """Work the queue on the caller's thread while ``job`` is still waiting in it."""
+        while job.entry.state == "queued" and not self._stop:
+            failed: list[tuple[_Job, BaseException]] = []
+            with self._cond:
+                picked = self._pick(time.monotonic(), failed)
+                if picked is None and job.entry.state == "queued":
+                    self._cond.notify()  # not runnable now: leave it to the workers
+            for j, exc in failed:
+                self._finish_error(j, exc, Outcome.PLUGIN_ERROR if isinstance(exc, PluginError)
+                                   else Outcome.ERROR)
+            if picked is None:
+                return
+            self._execute(*picked)
 
     def stream(self, request: Request | str, operation: str | None = None, payload: Any = None,
                **fields: Any) -> ResultStream:
@@ -440,6 +485,8 @@ class Client:
         return not any(k.healthy for k in bs.keys)  # let it surface to fail with the auth error
 
     def _pick(self, now: float, failed: list[tuple[_Job, BaseException]]) -> Any:
+        if self._in_flight >= self.config.max_concurrency:
+            return None  # workers plus helping callers never exceed the client's limit
         skipped = []
         chosen = None
         ready_cache: dict[str, bool] = {}
@@ -519,8 +566,11 @@ class Client:
         if not cands:
             return None, None
         try:
-            chosen = self._hooks.accelerate_select_key(request=job.request, candidates=cands,
-                                                       strategy=bs.strategy)
+            if self._select_via_hook:
+                chosen = self._hooks.accelerate_select_key(request=job.request, candidates=cands,
+                                                           strategy=bs.strategy)
+            else:
+                chosen = bs.strategy.select(job.request, cands)
         except Exception as exc:
             return None, PluginError(self._plugin_name("accelerate_select_key"), "select_key", exc)
         if chosen is None:
@@ -580,7 +630,6 @@ class Client:
         for j in jobs:
             j.attempts += 1
             j.key_id = key.key_id
-        self._stats.started(bs.name, key.key_id)
         if self._monitor["accelerate_on_started"]:
             for j in jobs:
                 self._emit("accelerate_on_started", RequestStarted(
@@ -591,9 +640,10 @@ class Client:
                 request = backend.merge_batch([j.request for j in jobs])
             else:
                 request = jobs[0].request
-            result = self._attempt(bs, request, key, jobs, epoch)
+            hints: list[Any] = []
+            result = self._attempt(bs, request, key, jobs, epoch, hints)
         except ProviderError as err:
-            self._on_failure(jobs, key, err, epoch)
+            self._on_failure(jobs, key, err, epoch, hints[0] if hints else None)
             return
         except (PluginError, AccelerateError) as err:
             self._release(key, bs, neutral=epoch)
@@ -618,27 +668,29 @@ class Client:
                     raise TransientError(f"batch answer has {len(parts)} results for {len(jobs)} "
                                          f"requests", backend=bs.name)
             except ProviderError as err:
-                self._on_failure(jobs, key, err, epoch, already_recorded=True)
+                self._on_failure(jobs, key, err, epoch, hints[0] if hints else None)
                 return
             except Exception as exc:
-                self._release(key, bs)
+                self._release(key, bs, neutral=epoch)
                 err = PluginError(bs.name, "split_batch", exc)
                 for j in jobs:
                     self._finish_error(j, err, Outcome.PLUGIN_ERROR)
                 return
         else:
             parts = [result]
-        self._release(key, bs, usage=usage, estimated=sum((j.tokens or 0) for j in jobs))
+        self._release(key, bs, usage=usage, estimated=sum((j.tokens or 0) for j in jobs),
+                      success=epoch, info=hints[0] if hints else None)
         for j, r in zip(jobs, parts):
-            r = attrs.evolve(r, backend=bs.name, key_id=key.key_id, attempts=j.attempts,
-                             request_id=r.request_id or j.request.request_id)
+            _stamp(r, bs.name, key.key_id, j.attempts, r.request_id or j.request.request_id)
             if j.future.done():
                 continue
             j.future.set_result(r)
             self._finished(j, Outcome.SUCCESS, r.usage if len(jobs) > 1 else usage, len(jobs))
 
     def _attempt(self, bs: _BackendState, request: Request, key: KeyCandidate,
-                 jobs: list[_Job], epoch: int) -> Result | ResultStream:
+                 jobs: list[_Job], epoch: int, hints: list[Any]) -> Result | ResultStream:
+        """Send one attempt.  Takes no lock for a plain request: the caller books the
+        outcome (and the rate-limit ``hints`` this appends) in one locked section."""
         backend = bs.backend
         cfg = bs.config
         http = backend.build_request(request, key.key)
@@ -651,16 +703,11 @@ class Client:
         try:
             info = backend.rate_limit_info(resp)
             if info is not None:
-                with self._lock:
-                    key.limiter.observe(info, time.monotonic())
+                hints.append(info)
             if resp.status_code >= 400:
                 raise backend.classify_error(request, resp)
             if not request.stream:
-                result = backend.parse_response(request, resp)
-                with self._lock:
-                    bs.breaker.record_success(time.monotonic(), epoch)
-                    key.limiter.observe_success(time.monotonic())
-                return result
+                return backend.parse_response(request, resp)
             chunks = backend.parse_stream(request, resp)
             try:
                 first = next(chunks)
@@ -682,8 +729,11 @@ class Client:
             raise
         job = jobs[0]
         with self._lock:
-            bs.breaker.record_success(time.monotonic(), epoch)
-            key.limiter.observe_success(time.monotonic())
+            now = time.monotonic()
+            if hints:
+                key.limiter.observe(hints[0], now)
+            bs.breaker.record_success(now, epoch)
+            key.limiter.observe_success(now)
         stream = ResultStream(first, chunks, request_id=request.request_id, backend=bs.name,
                               key_id=key.key_id, attempts=job.attempts, closer=resp.close,
                               on_close=lambda err, usage: self._stream_closed(job, key, err, usage))
@@ -697,22 +747,30 @@ class Client:
         self._finished(job, outcome, usage, 1, error=error)
 
     def _release(self, key: KeyCandidate, bs: _BackendState, *, usage: Usage | None = None,
-                 estimated: int = 0, neutral: int | None = None) -> None:
-        """Free the key slot; ``neutral`` is the dispatch epoch when the attempt still
-        owes the breaker an outcome (a plugin failure: neither success nor failure)."""
+                 estimated: int = 0, neutral: int | None = None, success: int | None = None,
+                 info: Any = None) -> None:
+        """Free the key slot and book the attempt's outcome in one locked section.
+        ``success`` / ``neutral`` carry the dispatch epoch when the attempt still owes the
+        breaker its outcome (neutral: a plugin failure, neither success nor failure)."""
         with self._cond:
             key.in_flight -= 1
             self._in_flight -= 1
             now = time.monotonic()
-            if neutral is not None:
+            if info is not None:
+                key.limiter.observe(info, now)
+            if success is not None:
+                bs.breaker.record_success(now, success)
+                key.limiter.observe_success(now)
+            elif neutral is not None:
                 bs.breaker.record_neutral(now, neutral)
             if usage is not None and bs.needs_tokens:
                 key.limiter.reconcile(estimated, usage.total_tokens, now)
-            self._cond.notify()
+            if len(self._queue):
+                self._cond.notify()  # a slot freed up for queued work
 
     # ------------------------------------------------------------------ failures
     def _on_failure(self, jobs: list[_Job], key: KeyCandidate, err: ProviderError, epoch: int,
-                    already_recorded: bool = False) -> None:
+                    info: Any = None) -> None:
         bs = jobs[0].bstate
         now = time.monotonic()
         err.key_id = key.key_id
@@ -721,11 +779,12 @@ class Client:
         with self._cond:
             key.in_flight -= 1
             self._in_flight -= 1
-            if not already_recorded:
-                if cls in BREAKER_FAILURES:
-                    bs.breaker.record_failure(now, epoch)
-                else:
-                    bs.breaker.record_neutral(now, epoch)
+            if info is not None:
+                key.limiter.observe(info, now)
+            if cls in BREAKER_FAILURES:
+                bs.breaker.record_failure(now, epoch)
+            else:
+                bs.breaker.record_neutral(now, epoch)
             if cls is ErrorClass.RATE_LIMITED:
                 key.limiter.observe_429(err.retry_after, now)
             other_keys = any(k.healthy and k is not key for k in bs.keys)
@@ -819,6 +878,7 @@ class Client:
         now = time.monotonic()
         latency = now - job.submitted
         self._stats.finished(job.bstate.name, job.key_id, outcome, latency, job.attempts, usage)
+        self._wake_space()
         if self._monitor["accelerate_on_finished"]:
             self._emit("accelerate_on_finished", RequestFinished(
                 job.request.request_id, job.bstate.name, job.request.operation, outcome, latency,
@@ -827,9 +887,12 @@ class Client:
                     type(error).__name__ if error is not None else None),
                 error=str(error) if error is not None else None, usage=usage,
                 batch_size=batch_size, time=now))
-        with self._cond:
-            self._space.notify()
-            if self._closing:
+
+    def _wake_space(self) -> None:
+        # Only take the lock when someone waits for queue space or for close() to drain.
+        if self._space_waiting or self._closing:
+            with self._cond:
+                self._space.notify()
                 self._cond.notify_all()
 
     def _on_breaker_transition(self, endpoint: str, old: str, new: str, now: float) -> None:

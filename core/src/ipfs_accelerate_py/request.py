@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import uuid
 from typing import Any, Mapping
 
@@ -36,8 +37,14 @@ def _deadline(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ConfigError("deadline", f"must be > 0 seconds, got {value!r}")
 
 
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    """A unique request id: a random per-process prefix and a counter (uuid4 per request
+    costs a getrandom() system call, which is slow on some kernels)."""
+    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 @attrs.frozen

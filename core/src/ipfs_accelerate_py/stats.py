@@ -25,14 +25,13 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 class _Series:
     __slots__ = ("outcomes", "retries", "rate_limited", "attempts", "latencies", "prompt_tokens",
-                 "completion_tokens", "total_tokens", "started")
+                 "completion_tokens", "total_tokens")
 
     def __init__(self, samples: int) -> None:
         self.outcomes: dict[str, int] = {}
         self.retries = 0
         self.rate_limited = 0
         self.attempts = 0
-        self.started = 0
         self.latencies: deque[float] = deque(maxlen=samples)
         self.prompt_tokens = self.completion_tokens = self.total_tokens = 0
 
@@ -71,12 +70,6 @@ class StatsCollector:
         if k is None:
             k = self._keys[(backend, key_id)] = _Series(self._samples)
         return b, k
-
-    def started(self, backend: str, key_id: str | None) -> None:
-        with self._lock:
-            for s in self._series(backend, key_id):
-                if s is not None:
-                    s.started += 1
 
     def retried(self, backend: str, key_id: str | None, rate_limited: bool) -> None:
         with self._lock:
