@@ -204,10 +204,15 @@ def test_chat_stream_cut_and_error_events(srv: LocalServer) -> None:
         frames = requests.post(srv.url + "/v1/chat/completions", timeout=5, json={
             "messages": MESSAGES, "stream": True}).text.split("\n\n")
         frames = [f.encode() + b"\n\n" for f in frames if f.strip()]
-        srv.script(ServerResponse.stream(frames[:-1]))  # no [DONE]
+        whole = client.stream("hf_tgi", "chat", {"messages": MESSAGES}).collect()
+        # older TGI ends after the finish_reason chunk without [DONE]: complete
+        srv.script(ServerResponse.stream(frames[:-1]))
+        assert client.stream("hf_tgi", "chat", {"messages": MESSAGES}).collect().text == whole.text
+        # a clean end before any finish_reason is not
+        srv.script(ServerResponse.stream(frames[:4]))
         with pytest.raises(StreamError) as err:
             client.stream("hf_tgi", "chat", {"messages": MESSAGES}).collect()
-        assert "truncated" in str(err.value)
+        assert "truncated" in str(err.value) and whole.text.startswith(err.value.partial_text)
         srv.script(ServerResponse.stream(frames[:3] + [format_sse(
             {"error": "Request failed during generation", "error_type": "generation"})]))
         with pytest.raises(StreamError) as err:

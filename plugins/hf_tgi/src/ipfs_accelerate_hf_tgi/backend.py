@@ -251,7 +251,16 @@ class TGIBackend(Backend):
 
     def stream_chat(self, request: Request, response: requests.Response) -> Iterator[StreamChunk]:
         events = (ev for ev, _ in self._events(response))
-        return oai.iter_stream_events(events, self._factory(response))
+        finished = False
+        try:
+            for chunk in oai.iter_stream_events(events, self._factory(response)):
+                finished = finished or chunk.finish_reason is not None
+                yield chunk
+        except IncompleteStream:
+            # TGI releases before 2.x end chat streams without ``[DONE]``; a stream that
+            # already carried its finish_reason is complete, anything shorter is not.
+            if not finished:
+                raise
 
     # ------------------------------------------------------------------ errors
     def _stream_error(self, body: Any, response: requests.Response | None) -> ProviderError:
