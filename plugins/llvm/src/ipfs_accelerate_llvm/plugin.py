@@ -1,0 +1,21 @@
+"""Entry point of the ``llvm`` plugin: hook implementations only (imports are lazy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipfs_accelerate_py import hookimpl
+
+
+@hookimpl
+def accelerate_backends() -> list[Any]:
+    from .backend import LlvmBackend
+
+    return [LlvmBackend]
+
+
+@hookimpl
+def accelerate_protocol_servers() -> list[Any]:
+    from .server import LlvmServer
+
+    return [LlvmServer]

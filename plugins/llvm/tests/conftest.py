@@ -1,0 +1,62 @@
+"""Fixtures for the llvm plugin tests: a LocalServer speaking the LLVM protocol, and a pipeline client."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import pytest
+
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.server import ServerRequest, ServerResponse
+from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_llvm.server import LlvmServer
+
+LLVM_ENV = ("LLVM_API_URL", "LLVM_BASE_URL", "LLVM_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def _no_llvm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in LLVM_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def srv() -> Iterator[LocalServer]:
+    with LocalServer(LlvmServer(seed=0)) as server:
+        yield server
+
+
+def _make_client(url: str | None, *, keys: Any = (fake_key(1),), attempts: int = 1,
+                 concurrency: int = 4, **backend: Any) -> Client:
+    return Client([BackendConfig(name="llvm", keys=list(keys), base_url=url, **backend)],
+                  ClientConfig(max_concurrency=concurrency,
+                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
+                                                 max_delay=0.05)))
+
+
+def _hold_worker(srv: LocalServer, client: Client) -> threading.Event:
+    """Occupy the client's only worker with a status call until the returned event is set,
+    so requests submitted meanwhile are all queued together when it frees up."""
+    release, started = threading.Event(), threading.Event()
+
+    def held(req: ServerRequest) -> ServerResponse:
+        started.set()
+        release.wait(10)
+        return srv.protocol(req)
+
+    srv.script(held)
+    client.submit("llvm", "status", {})
+    assert started.wait(10)
+    return release
+
+
+@pytest.fixture
+def make_client() -> Any:
+    """``make_client(url, keys=..., attempts=..., concurrency=..., **BackendConfig fields)``."""
+    return _make_client
+
+
+@pytest.fixture
+def hold_worker() -> Any:
+    return _hold_worker
