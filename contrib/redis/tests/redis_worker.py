@@ -1,0 +1,53 @@
+"""One worker process of the multi-process tests (run as a script, not collected).
+
+argv: redis_url namespace server_url worker_id n rpm burst start_at(wall clock)
+Prints one JSON line: successes, failures, and the store's outage/recovery counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import echo_backend  # noqa: E402
+
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy  # noqa: E402
+from ipfs_accelerate_py.plugins import PluginManager  # noqa: E402
+from ipfs_accelerate_redis import RedisStatePlugin  # noqa: E402
+
+
+def main() -> None:
+    url, ns, server_url, wid = sys.argv[1:5]
+    n, rpm, burst, start_at = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+    pm = PluginManager(load_entry_points=False)
+    pm.add_plugin(echo_backend, name="echo")
+    # local_share: while Redis is down each of the 4 workers keeps a quarter of the rate.
+    plugin = RedisStatePlugin(url, namespace=ns, retry_interval=0.2, local_share=0.25)
+    pm.add_plugin(plugin, name="redis-state")
+    client = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server_url,
+                                   requests_per_minute=rpm, burst=burst)],
+                    ClientConfig(max_concurrency=4, retry=RetryPolicy(base_delay=0.01)),
+                    plugin_manager=pm)
+    store = client._store
+    time.sleep(max(0.0, start_at - time.time()))
+    futures = [client.submit(Request(backend="echo", operation="echo",
+                                     payload={"n": f"{wid}-{i}"})) for i in range(n)]
+    ok, failed = [], []
+    for i, f in enumerate(futures):
+        try:
+            res = f.result(timeout=120)
+            ok.append(json.loads(res.text)["n"])
+        except Exception as exc:  # reported, and the test fails on it
+            failed.append(f"{i}: {type(exc).__name__}: {exc}")
+    client.close()
+    print(json.dumps({"ok": ok, "failed": failed, "outages": store.health.outages,
+                      "recoveries": store.health.recoveries}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

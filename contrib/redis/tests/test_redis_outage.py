@@ -1,0 +1,74 @@
+"""Redis unreachable at start, failing mid-run (fallback), coming back (recovery)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from ipfs_accelerate_py.config import BreakerPolicy
+from ipfs_accelerate_redis import RedisStatePlugin, RedisStateStore, RedisStateWarning, RedisUnavailableError
+from ipfs_accelerate_redis.health import redact_url
+
+
+def test_unreachable_at_start_names_the_url_without_password(own_redis) -> None:
+    port = own_redis.port
+    own_redis.stop()
+    url = f"redis://user:s3cret-pw@127.0.0.1:{port}/0"
+    with pytest.raises(RedisUnavailableError) as info:
+        RedisStateStore(url)
+    msg = str(info.value)
+    assert f"redis://user:***@127.0.0.1:{port}/0" in msg
+    assert "s3cret-pw" not in msg and "s3cret-pw" not in repr(info.value)
+    assert "s3cret-pw" not in repr(RedisStatePlugin(url))
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://:pw@h:1/2") == "redis://:***@h:1/2"
+    assert redact_url("redis://h:1/0") == "redis://h:1/0"
+    assert redact_url("rediss://u:p@[::1]:6380/0?x=1") == "rediss://u:***@[::1]:6380/0?x=1"
+
+
+def test_falls_back_then_recovers(own_redis, caplog) -> None:
+    store = RedisStateStore(own_redis.url, retry_interval=0.1, refresh=0.0)
+    lim = store.limiter("echo/k", 600.0, None, 1.0, time.monotonic())  # 10/s
+    brk = store.breaker("echo@x", BreakerPolicy(), None)
+    ctr = store.counter("done")
+    assert lim.acquire(0, time.monotonic()) and ctr.incr() == 1
+    own_redis.kill()
+    with caplog.at_level(logging.WARNING, "ipfs_accelerate.redis"), \
+            pytest.warns(RedisStateWarning, match="unreachable"):
+        time.sleep(0.15)
+        # The local limiter takes over: same rate, its own (full) bucket.
+        assert lim.acquire(0, time.monotonic())
+        assert store.degraded and lim.degraded
+        assert lim.wait_time(0, time.monotonic()) > 0
+        assert brk.can_dispatch(time.monotonic()) and brk.state(time.monotonic()) == "closed"
+        brk.record_success(time.monotonic(), brk.on_dispatch(time.monotonic()))
+        assert ctr.incr() == 2  # kept locally
+        own_redis.start()  # an empty server: the state was not persisted
+        time.sleep(0.15)
+        assert lim.wait_time(0, time.monotonic() + 1) == 0.0  # probes, finds Redis again
+        assert not store.degraded
+        assert ctr.value() == 1  # the pending increment reached the new server (it restarted empty)
+    assert store.health.outages == 1 and store.health.recoveries == 1
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    assert lim.acquire(0, time.monotonic())
+    store.close()
+
+
+def test_fail_closed_admits_nothing_while_down(own_redis) -> None:
+    store = RedisStateStore(own_redis.url, fail_closed=True, retry_interval=0.2)
+    lim = store.limiter("echo/k", None, None, None, time.monotonic())
+    assert lim.acquire(0, time.monotonic())
+    own_redis.kill()
+    with pytest.warns(RedisStateWarning, match="fail-closed"):
+        assert not lim.acquire(0, time.monotonic())
+    assert lim.wait_time(0, time.monotonic()) > 0
+    assert lim.headroom(time.monotonic()) == 0.0
+    own_redis.start()
+    time.sleep(0.25)
+    assert lim.wait_time(0, time.monotonic()) == 0.0
+    assert lim.acquire(0, time.monotonic())
+    store.close()
