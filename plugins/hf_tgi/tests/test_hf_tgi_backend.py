@@ -362,3 +362,34 @@ def test_payload_checks_before_sending(srv: LocalServer) -> None:
         with pytest.raises(InvalidRequest):
             client.submit("hf_tgi", "embed", {"inputs": "x"})
     assert srv.requests == []
+
+
+# ---------------------------------------------------------------------- completions, models
+def test_completions_plain_multi_prompt_and_streamed(srv: LocalServer) -> None:
+    with make_client(srv.url) as client:
+        res = client.call("hf_tgi", "completions", {"prompt": ["Hello there", "x"], "max_tokens": 5})
+        assert (srv.last.path, sent_json(srv.last)) == ("/v1/completions", {
+            "model": "tgi", "prompt": ["Hello there", "x"], "max_tokens": 5})
+        assert [c["index"] for c in res.data] == [0, 1] and res.text == res.data[0]["text"]
+        assert res.finish_reason == "length" and res.usage.prompt_tokens == 3
+        one = client.call("hf_tgi", "completions", {"prompt": "Hello there", "max_tokens": 5})
+        stream = client.stream("hf_tgi", "completions", {"prompt": "Hello there", "max_tokens": 5})
+        assert stream.collect().text == one.text and stream.finish_reason == "length"
+        assert sent_json(srv.last) == {"model": "tgi", "prompt": "Hello there", "max_tokens": 5,
+                                       "stream": True}
+        with pytest.raises(InvalidRequest):  # TGI streams one prompt only
+            client.stream("hf_tgi", "completions", {"prompt": ["a", "b"]})
+        with pytest.raises(ContextTooLong):
+            client.stream("hf_tgi", "completions", {"prompt": "word " * 1500})
+
+
+def test_models_lists_the_served_model(srv: LocalServer) -> None:
+    with make_client(srv.url) as client:
+        res = client.call("hf_tgi", "models", {})
+        assert (srv.last.method, srv.last.path) == ("GET", "/v1/models")
+        assert [m["id"] for m in res.data] == ["sim/tgi-model"] and res.model == "sim/tgi-model"
+        srv.script(ServerResponse.json({"object": "list", "data": [{"id": "a"}, {"id": "b"}]}))
+        assert [m["id"] for m in client.call("hf_tgi", "models", {}).data] == ["a", "b"]
+        srv.script(ServerResponse.json({"object": "model"}))
+        with pytest.raises(TransientError):
+            client.call("hf_tgi", "models", {})

@@ -15,6 +15,8 @@ class TestTGIContract(BackendContract):
     samples = {
         "generate": {"inputs": "What is Deep Learning?", "parameters": {"max_new_tokens": 20}},
         "chat": {"messages": MESSAGES, "max_tokens": 20},
+        "completions": {"prompt": "What is Deep Learning?", "max_tokens": 20},
+        "models": {},
         "tokenize": {"inputs": "Hello world"},
         "info": {},
         "health": {},
@@ -29,3 +31,8 @@ class TestTGIChatStreamContract(TestTGIContract):
 
     samples = {"chat": {"messages": MESSAGES}}
     stream_sample = ("chat", {"messages": MESSAGES})
+
+
+class TestTGICompletionsStreamContract(TestTGIContract):
+    samples = {"completions": {"prompt": "What is Deep Learning?"}}
+    stream_sample = ("completions", {"prompt": "What is Deep Learning?"})

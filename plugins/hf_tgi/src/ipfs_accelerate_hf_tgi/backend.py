@@ -61,11 +61,13 @@ class TGIBackend(Backend):
     operations: ClassVar[Mapping[str, str]] = {
         "generate": "text generation (POST /generate; streamed: POST /generate_stream)",
         "chat": "Messages API, OpenAI-compatible (POST /v1/chat/completions), streams",
+        "completions": "OpenAI-compatible legacy completions (POST /v1/completions), streams",
+        "models": "the served model, as an OpenAI model list (GET /v1/models)",
         "tokenize": "tokenize a prompt (POST /tokenize)",
         "info": "model and router limits (GET /info); remembers max_input/total_tokens",
         "health": "readiness (GET /health)",
     }
-    streaming_operations: ClassVar[frozenset[str]] = frozenset({"generate", "chat"})
+    streaming_operations: ClassVar[frozenset[str]] = frozenset({"generate", "chat", "completions"})
     key_required: ClassVar[bool] = False
     env_keys: ClassVar[tuple[str, ...]] = ("HF_API_KEY", "HF_API_TOKEN", "HF_TOKEN")
     metadata_keys: ClassVar[tuple[str, ...]] = ("hf_api_key", "hf_api_token")
@@ -92,6 +94,10 @@ class TGIBackend(Backend):
         if request.operation == "generate":
             params = payload.get("parameters") or {}
             return str(payload.get("inputs") or ""), params.get("max_new_tokens")
+        if request.operation == "completions":
+            prompt = payload.get("prompt")
+            texts = prompt if isinstance(prompt, list) else [prompt or ""]
+            return max((str(t) for t in texts), key=len, default=""), payload.get("max_tokens")
         want = payload.get("max_tokens", payload.get("max_completion_tokens"))
         return oai.messages_text(payload.get("messages")), want
 
@@ -100,12 +106,12 @@ class TGIBackend(Backend):
         learned from ``info``) reject a prompt that cannot fit before it is queued."""
         super().check(request)
         payload = request.payload
-        required = {"generate": "inputs", "chat": "messages", "tokenize": "inputs"}.get(
-            request.operation)
+        required = {"generate": "inputs", "chat": "messages", "completions": "prompt",
+                    "tokenize": "inputs"}.get(request.operation)
         if required and not payload.get(required):
             raise InvalidRequest(f"{self.name} {request.operation}: payload needs {required!r}",
                                  backend=self.name)
-        if request.operation not in ("generate", "chat"):
+        if request.operation not in ("generate", "chat", "completions"):
             return
         max_in, max_total = self._limit("max_input_tokens"), self._limit("max_total_tokens")
         if max_in is None and max_total is None:
@@ -132,17 +138,27 @@ class TGIBackend(Backend):
         return HttpRequest("POST", self.url("/generate"), json=body,
                            headers={"Content-Type": "application/json"})
 
-    def build_chat(self, request: Request, key: ApiKey | None) -> HttpRequest:
+    def _compat(self, request: Request, path: str) -> HttpRequest:
         body = dict(request.payload)
         body.setdefault("model", "tgi")  # TGI serves one model; "tgi" is its documented name
         headers = {"Content-Type": "application/json"}
         if request.stream:
             body["stream"] = True
-            body.setdefault("stream_options", {"include_usage": True})
+            if request.operation == "chat":
+                body.setdefault("stream_options", {"include_usage": True})
             headers["Accept"] = "text/event-stream"
         else:
             body.pop("stream", None)
-        return HttpRequest("POST", self.url("/v1/chat/completions"), json=body, headers=headers)
+        return HttpRequest("POST", self.url(path), json=body, headers=headers)
+
+    def build_chat(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        return self._compat(request, "/v1/chat/completions")
+
+    def build_completions(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        return self._compat(request, "/v1/completions")
+
+    def build_models(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        return HttpRequest("GET", self.url("/v1/models"))
 
     def build_tokenize(self, request: Request, key: ApiKey | None) -> HttpRequest:
         return HttpRequest("POST", self.url("/tokenize"), json=dict(request.payload),
@@ -192,6 +208,24 @@ class TGIBackend(Backend):
             raise self._stream_error(body, response)
         return oai.parse_chat_completion(body, request_id=self.provider_request_id(response),
                                          make_error=self._factory(response))
+
+    def parse_completions(self, request: Request, response: requests.Response) -> Result:
+        body = self.decode_json(response)
+        if isinstance(body, dict) and "error" in body and "choices" not in body:
+            raise self._stream_error(body, response)
+        return oai.parse_completion(body, request_id=self.provider_request_id(response),
+                                    make_error=self._factory(response))
+
+    def parse_models(self, request: Request, response: requests.Response) -> Result:
+        body = self.decode_json(response)
+        if isinstance(body, dict) and isinstance(body.get("data"), list):
+            return oai.parse_model_list(body, request_id=self.provider_request_id(response),
+                                        make_error=self._factory(response))
+        if not isinstance(body, dict) or "id" not in body:  # TGI answers its one model
+            raise self.make_error(TransientError, "TGI /v1/models answered without a model id",
+                                  response, code="malformed_response")
+        return Result(data=[body], raw=body, model=str(body["id"]), backend=self.name,
+                      request_id=self.provider_request_id(response))
 
     def parse_tokenize(self, request: Request, response: requests.Response) -> Result:
         body = self.decode_json(response)
@@ -248,6 +282,9 @@ class TGIBackend(Backend):
                               if details else None, usage=usage, raw=obj)
             return  # the event carrying generated_text is the last one
         raise IncompleteStream("TGI stream ended before the event carrying generated_text")
+
+    def stream_completions(self, request: Request, response: requests.Response) -> Iterator[StreamChunk]:
+        return self.stream_chat(request, response)
 
     def stream_chat(self, request: Request, response: requests.Response) -> Iterator[StreamChunk]:
         events = (ev for ev, _ in self._events(response))

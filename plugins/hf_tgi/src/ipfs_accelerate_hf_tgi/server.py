@@ -18,6 +18,9 @@ from ipfs_accelerate_py.wire.openai_compat import (
     messages_text,
     render_chat_chunks,
     render_chat_completion,
+    render_completion,
+    render_completion_chunks,
+    render_model,
     sse_body,
     usage_dict,
 )
@@ -292,3 +295,54 @@ class TGIServer(ProtocolServer):
             self.model_id, "".join(pieces), completion_id=cid,
             created=1700000000, usage=usage, finish_reason=finish_reason, extra=fingerprint),
             headers=self._headers(n_in, len(tokens), len(prompt)))
+
+    @route("POST", "/v1/completions")
+    def completions(self, req: ServerRequest) -> ServerResponse:
+        body = self._body(req, ("prompt",))
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        stream = bool(body.get("stream"))
+        if stream and len(prompts) > 1:
+            raise _Invalid("Input validation error: streaming with multiple prompts is not "
+                           "supported")
+        params = {"temperature": body.get("temperature"), "top_p": body.get("top_p"),
+                  "stop": body.get("stop"), "seed": body.get("seed"),
+                  "max_tokens": body.get("max_tokens")}
+        texts: list[str] = []
+        finishes: list[str] = []
+        n_in_total = n_out_total = 0
+        for prompt in prompts:
+            try:
+                n_in, max_new = self._validate(str(prompt) + (body.get("suffix") or ""),
+                                               params, "max_tokens")
+            except _Invalid as exc:
+                if not stream:
+                    raise
+                return ServerResponse.stream([format_sse({"error": exc.message,
+                                                          "error_type": exc.error_type})])
+            tokens, reason = self.generate_tokens(str(prompt), max_new, params)
+            texts.append("".join(t["text"] for t in tokens if not t["special"]))
+            finishes.append({"eos_token": "stop", "stop_sequence": "stop"}.get(reason, reason))
+            n_in_total += n_in
+            n_out_total += len(tokens)
+        fingerprint = f"{self.version}-native"
+        if stream:
+            pieces = [p if i == 0 else " " + p for i, p in enumerate(texts[0].split(" "))]
+            chunks = render_completion_chunks(self.model_id, pieces, completion_id="",
+                                              created=1700000000)
+            for c in chunks:
+                c["system_fingerprint"] = fingerprint
+                for ch in c["choices"]:
+                    ch["finish_reason"] = ch["finish_reason"] and finishes[0]
+            return ServerResponse.stream(sse_body(chunks), headers={"Cache-Control": "no-cache"})
+        answer = render_completion(self.model_id, texts, completion_id="", created=1700000000,
+                                   usage=usage_dict(n_in_total, n_out_total))
+        answer["system_fingerprint"] = fingerprint
+        for choice, reason in zip(answer["choices"], finishes):
+            choice["finish_reason"] = reason
+        return ServerResponse.json(answer)
+
+    @route("GET", "/v1/models")
+    def models(self, req: ServerRequest) -> ServerResponse:
+        # TGI answers its one served model as a single model object, not a list.
+        return ServerResponse.json(render_model(self.model_id, created=1700000000,
+                                                owned_by=self.model_id))
