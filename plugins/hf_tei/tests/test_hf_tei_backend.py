@@ -368,3 +368,42 @@ def test_server_is_deterministic_under_its_seed() -> None:
             LocalServer(TEIServer(seed=2)) as c:
         va, vb, vc = (direct(s, "/embed", {"inputs": "same text"}) for s in (a, b, c))
     assert va == vb and va != vc
+
+
+# ---------------------------------------------------------------------- OpenAI-compatible route
+def test_openai_compatible_embeddings(srv: LocalServer) -> None:
+    native = direct(srv, "/embed", {"inputs": ["Hello there", "x"]})
+    srv.clear()
+    with make_client(srv.url) as client:
+        res = client.call("hf_tei", "embeddings", {"input": ["Hello there", "x"], "model": "any"})
+        assert (srv.last.path, sent_json(srv.last)) == ("/v1/embeddings", {
+            "input": ["Hello there", "x"], "model": "any"})
+        assert res.data == native and res.usage.prompt_tokens == 7
+        b64 = client.call("hf_tei", "embeddings", {"input": "Hello there",
+                                                  "encoding_format": "base64"})
+        assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(b64.data[0], native[0]))
+        assert len(b64.data[0]) == len(native[0])
+        with pytest.raises(InvalidRequest) as err:  # {"message", "code", "error_type"}
+            client.call("hf_tei", "embeddings", {"input": [f"t{i}" for i in range(40)]})
+        assert err.value.status == 413 and err.value.code == "validation"
+        assert "maximum allowed batch size" in err.value.message
+        with pytest.raises(ContextTooLong):
+            client.call("hf_tei", "embeddings", {"input": "word " * 600})
+    srv.script(ServerResponse.json({"object": "list", "data": [
+        {"object": "embedding", "index": 0, "embedding": [0.1]}], "model": "m",
+        "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+    with make_client(srv.url) as client:
+        with pytest.raises(TransientError):  # one vector for two inputs
+            client.call("hf_tei", "embeddings", {"input": ["a", "b"]})
+
+
+def test_openai_compatible_embeddings_are_coalesced(srv: LocalServer) -> None:
+    with make_client(srv.url, concurrency=1) as client:
+        release = hold_worker(srv, client)
+        futures = [client.submit("hf_tei", "embeddings", {"input": t, "model": "m"})
+                   for t in ("a", "b", "c")]
+        release.set()
+        results = [f.result(timeout=10) for f in futures]
+    assert sent_json(srv.last) == {"input": ["a", "b", "c"], "model": "m"}
+    singles = [direct(srv, "/embed", {"inputs": t})[0] for t in ("a", "b", "c")]
+    assert [r.data for r in results] == [[v] for v in singles]

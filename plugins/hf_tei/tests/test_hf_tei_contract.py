@@ -12,6 +12,7 @@ class TestTEIContract(BackendContract):
     server_class = TEIServer
     samples = {
         "embed": {"inputs": ["What is Deep Learning?", "and TEI?"]},
+        "embeddings": {"input": ["OpenAI-compatible", "route"]},
         "embed_sparse": {"inputs": "sparse please"},
         "embed_all": {"inputs": "every token"},
         "rerank": {"query": "What is Deep Learning?", "texts": ["Deep Learning is", "no"]},

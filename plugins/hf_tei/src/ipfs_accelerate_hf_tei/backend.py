@@ -26,6 +26,7 @@ from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import Result, Usage
+from ipfs_accelerate_py.wire import openai_compat as oai
 
 from .server import TEIServer
 
@@ -52,7 +53,9 @@ def tei_error_body(response: requests.Response) -> tuple[str | None, str | None,
     err = body.get("error")
     if isinstance(err, dict):  # OpenAI-style body from a proxy in front of TEI
         err = err.get("message")
-    etype = body.get("error_type")
+    if err is None:  # /v1/embeddings: {"message", "code", "error_type" (or "type")}
+        err = body.get("message")
+    etype = body.get("error_type") or body.get("type")
     return (str(err) if err is not None else None,
             str(etype) if etype is not None else None,
             body.get("estimated_time"))
@@ -72,6 +75,7 @@ class TEIBackend(Backend):
     default_base_url: ClassVar[str | None] = "http://localhost:8080"
     operations: ClassVar[Mapping[str, str]] = {
         "embed": "dense embeddings (POST /embed); single inputs are coalesced into batches",
+        "embeddings": "OpenAI-compatible embeddings (POST /v1/embeddings); coalesced like embed",
         "embed_sparse": "sparse embeddings, [{index, value}] per input (POST /embed_sparse)",
         "embed_all": "per-token embeddings without pooling (POST /embed_all)",
         "rerank": "rank texts against a query (POST /rerank) -> [{index, score, text?}]",
@@ -89,12 +93,12 @@ class TEIBackend(Backend):
     server_class: ClassVar[type[TEIServer]] = TEIServer
 
     _PATHS: ClassVar[Mapping[str, str]] = {
-        "embed": "/embed", "embed_sparse": "/embed_sparse", "embed_all": "/embed_all",
+        "embed": "/embed", "embeddings": "/v1/embeddings", "embed_sparse": "/embed_sparse", "embed_all": "/embed_all",
         "rerank": "/rerank", "predict": "/predict", "tokenize": "/tokenize",
     }
     #: payload fields each POST operation cannot do without
     _REQUIRED: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "embed": ("inputs",), "embed_sparse": ("inputs",), "embed_all": ("inputs",),
+        "embed": ("inputs",), "embeddings": ("input",), "embed_sparse": ("inputs",), "embed_all": ("inputs",),
         "rerank": ("query", "texts"), "predict": ("inputs",), "tokenize": ("inputs",),
     }
 
@@ -124,7 +128,7 @@ class TEIBackend(Backend):
     def build_embed(self, request: Request, key: ApiKey | None) -> HttpRequest:
         return self._post(request)
 
-    build_embed_sparse = build_embed_all = build_rerank = build_embed
+    build_embed_sparse = build_embed_all = build_rerank = build_embeddings = build_embed
     build_predict = build_tokenize = build_embed
 
     def build_info(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -161,6 +165,17 @@ class TEIBackend(Backend):
             raise self.make_error(TransientError, "TEI /embed answered something other than "
                                   "a list of vectors", response, code="malformed_response")
         return self._result(response, body)
+
+    def parse_embeddings(self, request: Request, response: requests.Response) -> Result:
+        body = self.decode_json(response)
+
+        def make(cls: type[ProviderError], message: str, code: str | None) -> ProviderError:
+            return self.make_error(cls, message, response, code=code)
+
+        res = oai.parse_embeddings(body, expected=oai.embedding_inputs(request.payload.get("input")),
+                                   request_id=self.provider_request_id(response), make_error=make)
+        return Result(data=res.data, raw=body, usage=res.usage, model=res.model,
+                      backend=self.name, request_id=res.request_id)
 
     def parse_embed_sparse(self, request: Request, response: requests.Response) -> Result:
         return self._result(response, self._list_body(response))
@@ -211,17 +226,24 @@ class TEIBackend(Backend):
         return self.make_error(cls, message, response, code=code, retry_after=retry_after)
 
     # ------------------------------------------------------------------ batching
+    #: coalescable operations and the payload field holding their input
+    _BATCH_FIELDS: ClassVar[Mapping[str, str]] = {"embed": "inputs", "embeddings": "input"}
+
+    def _single(self, request: Request) -> Any:
+        """The one input of a single-input embed request (None: not a single input)."""
+        value = request.payload.get(self._BATCH_FIELDS[request.operation])
+        if isinstance(value, list) and len(value) == 1 and _is_single_input(value[0]):
+            value = value[0]
+        return value if _is_single_input(value) else None
+
     def batch_key(self, request: Request) -> Hashable | None:
-        """Single-input ``embed`` requests with equal options (and key pin) share a key."""
-        if request.operation != "embed" or request.stream:
+        """Single-input ``embed``/``embeddings`` requests with equal options (and key pin)
+        share a key."""
+        field = self._BATCH_FIELDS.get(request.operation)
+        if field is None or request.stream or self._single(request) is None:
             return None
-        inputs = request.payload.get("inputs")
-        if isinstance(inputs, list) and len(inputs) == 1 and _is_single_input(inputs[0]):
-            inputs = inputs[0]
-        if not _is_single_input(inputs):
-            return None
-        options = {k: v for k, v in request.payload.items() if k != "inputs"}
-        return ("embed", request.key, json.dumps(options, sort_keys=True, default=str))
+        options = {k: v for k, v in request.payload.items() if k != field}
+        return (request.operation, request.key, json.dumps(options, sort_keys=True, default=str))
 
     def max_batch_size(self, request: Request) -> int:
         """``max_client_batch_size`` from options (default 32), capped by /info once known."""
@@ -232,13 +254,9 @@ class TEIBackend(Backend):
         return int(configured) if configured else DEFAULT_MAX_CLIENT_BATCH_SIZE
 
     def merge_batch(self, requests: Sequence[Request]) -> Request:
-        inputs = []
-        for r in requests:
-            value = r.payload["inputs"]
-            inputs.append(value[0] if isinstance(value, list) and len(value) == 1
-                          and _is_single_input(value[0]) else value)
         first = requests[0]
-        payload = {**first.payload, "inputs": inputs}
+        field = self._BATCH_FIELDS[first.operation]
+        payload = {**first.payload, field: [self._single(r) for r in requests]}
         return first.evolve(payload=payload, request_id=new_request_id(),
                             priority=min(r.priority for r in requests),
                             tags={"batch_of": [r.request_id for r in requests]})

@@ -18,6 +18,7 @@ import zlib
 from typing import Any, ClassVar
 
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
+from ipfs_accelerate_py.wire.openai_compat import render_embeddings, usage_dict
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -184,6 +185,33 @@ class TEIServer(ProtocolServer):
         ids = [self._prepare(body, x) for x in batch]
         vectors = [self._embedding(i, normalize, dims) for i in ids]
         return self._ok(vectors, sum(map(len, ids)), sum(len(x) for x in batch if isinstance(x, str)))
+
+    @route("POST", "/v1/embeddings")
+    def openai_embeddings(self, req: ServerRequest) -> ServerResponse:
+        body = self._body(req, ("input",))
+        fmt = body.get("encoding_format") or "float"
+        try:
+            if fmt not in ("float", "base64"):
+                raise _PlainText("Failed to deserialize the JSON body into the target type: "
+                                 f"encoding_format: unknown variant `{fmt}`")
+            native = {**body, "inputs": body["input"]}
+            batch = self._batch(native)
+            dims = body.get("dimensions")
+            if dims is not None and (not isinstance(dims, int) or not 0 < dims <= self.dim):
+                raise _Invalid(422, f"Input validation error: `dimensions` must be between 1 "
+                               f"and {self.dim}. Given: {dims}")
+            ids = [self._prepare(native, x) for x in batch]
+        except _PlainText:
+            raise
+        except _Invalid as exc:  # this route speaks the OpenAI-compatible error shape
+            return ServerResponse.json({"message": exc.message, "code": exc.status,
+                                        "error_type": exc.error_type
+                                        or _ERROR_TYPES.get(exc.status, "backend")}, exc.status)
+        vectors = [self._embedding(i, True, dims) for i in ids]
+        tokens = sum(map(len, ids))
+        return ServerResponse.json(render_embeddings(self.model_id, vectors,
+                                                     usage=usage_dict(tokens),
+                                                     encoding_format=fmt))
 
     @route("POST", "/embed_all")
     def embed_all(self, req: ServerRequest) -> ServerResponse:
