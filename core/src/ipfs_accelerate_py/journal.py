@@ -3,9 +3,10 @@
 The invariant: an id is recorded as done only after its output line is on disk
 (written and fsynced), and the journal row stores where that line ends in OUT and the
 line itself.  So at any kill point OUT is "journaled lines" + possibly some unjournaled
-tail.  On resume :class:`ResumableOutput` truncates OUT to the end of the last journaled
-line (dropping the tail, whose ids are not done and run again) -- or, if OUT is missing,
-shorter or does not match, rebuilds it from the journal -- and the runner skips done ids.
+tail.  On resume :class:`ResumableOutput` checks that OUT starts with exactly the journaled
+lines and truncates it after them (dropping the tail, whose ids are not done and run
+again) -- or, if OUT is missing, shorter or different, rebuilds it from the journal --
+and the runner skips done ids.
 Every id therefore appears in OUT exactly once.
 
 The journal is SQLite (standard library), one file next to OUT.  It holds ids, line
@@ -126,7 +127,7 @@ class ResumableOutput:
         last = self.journal.last()
         end = last[0] if last else 0
         size = self.out_path.stat().st_size if self.out_path.exists() else -1
-        if size >= end and (last is None or self._matches(end, last[1])):
+        if size >= end and (last is None or self._matches(end)):
             if size > end:
                 self.truncated = size - end
                 with open(self.out_path, "r+b") as f:
@@ -146,10 +147,13 @@ class ResumableOutput:
         os.replace(tmp, self.out_path)
         self.rebuilt = True
 
-    def _matches(self, end: int, line: bytes) -> bool:
+    def _matches(self, end: int) -> bool:
+        """Whether OUT starts with exactly the journaled lines (one sequential read)."""
         with open(self.out_path, "rb") as f:
-            f.seek(end - len(line))
-            return f.read(len(line)) == line
+            for line in self.journal.lines():
+                if f.read(len(line)) != line:
+                    return False
+            return f.tell() == end
 
     def write(self, items: Iterable[tuple[str, int, bool, bytes]]) -> int:
         """Append lines (id, line_no, ok, line ending in newline), fsync OUT, then journal
