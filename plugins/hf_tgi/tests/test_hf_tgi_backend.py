@@ -393,3 +393,13 @@ def test_models_lists_the_served_model(srv: LocalServer) -> None:
         srv.script(ServerResponse.json({"object": "model"}))
         with pytest.raises(TransientError):
             client.call("hf_tgi", "models", {})
+
+
+def test_html_or_empty_answer_to_a_stream_is_transient(srv: LocalServer) -> None:
+    srv.script(ServerResponse.text("<html><body>Gateway</body></html>", 200, "text/html"),
+               ServerResponse.stream([], content_type="text/event-stream"))
+    with make_client(srv.url) as client:
+        for _ in range(2):
+            with pytest.raises(TransientError) as err:
+                client.stream("hf_tgi", "generate", {"inputs": "x"})
+            assert "before its first chunk" in str(err.value)

@@ -373,3 +373,15 @@ def test_embed_batch_key_and_split_mismatch() -> None:
     with pytest.raises(TransientError) as err:
         b.split_batch(reqs, Result(data=[[0.1]]))
     assert err.value.code == "batch_count_mismatch"
+
+
+def test_html_or_empty_answer_to_a_stream_is_transient(srv: LocalServer) -> None:
+    srv.script(ServerResponse.text("<html><body>Gateway</body></html>", 200, "text/html"),
+               ServerResponse.stream([], content_type="application/x-ndjson"))
+    with make_client(srv.url) as client:
+        with pytest.raises(TransientError) as html:
+            client.stream("ollama", "chat", {"model": "llama3.2", "messages": MESSAGES})
+        assert html.value.code == "malformed_response"
+        with pytest.raises(TransientError) as empty:
+            client.stream("ollama", "chat", {"model": "llama3.2", "messages": MESSAGES})
+        assert "before its first chunk" in str(empty.value)
