@@ -381,5 +381,5 @@ class BreakerMachine(RuleBasedStateMachine):
 
 
 TestBreakerMachine = BreakerMachine.TestCase
-TestBreakerMachine.settings = settings(max_examples=250, stateful_step_count=50, deadline=None,
+TestBreakerMachine.settings = settings(max_examples=120, stateful_step_count=50, deadline=None,
                                        suppress_health_check=[HealthCheck.too_slow])

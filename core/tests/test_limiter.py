@@ -382,7 +382,7 @@ class LimiterMachine(RuleBasedStateMachine):
 
 
 TestLimiterMachine = LimiterMachine.TestCase
-TestLimiterMachine.settings = settings(max_examples=150, stateful_step_count=50, deadline=None,
+TestLimiterMachine.settings = settings(max_examples=100, stateful_step_count=50, deadline=None,
                                        suppress_health_check=[HealthCheck.too_slow])
 
 
