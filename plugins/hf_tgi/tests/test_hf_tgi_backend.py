@@ -403,3 +403,12 @@ def test_html_or_empty_answer_to_a_stream_is_transient(srv: LocalServer) -> None
             with pytest.raises(TransientError) as err:
                 client.stream("hf_tgi", "generate", {"inputs": "x"})
             assert "before its first chunk" in str(err.value)
+
+
+def test_older_info_field_name_is_understood(srv: LocalServer) -> None:
+    srv.script(ServerResponse.json({"model_id": "old", "max_input_length": 10,
+                                    "max_total_tokens": 20}))
+    with make_client(srv.url) as client:
+        client.call("hf_tgi", "info", {})
+        with pytest.raises(ContextTooLong):
+            client.submit("hf_tgi", "generate", {"inputs": "q" * 81})

@@ -85,11 +85,14 @@ class TGIBackend(Backend):
         value = self.option(name)
         if value is None and self.server_info:
             value = self.server_info.get(name)
+            if value is None and name == "max_input_tokens":  # TGI 1.x called it so
+                value = self.server_info.get("max_input_length")
         return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
     @staticmethod
     def _prompt(request: Request) -> tuple[str, int | None]:
-        """(prompt text, requested new tokens) of a generate or chat payload."""
+        """(prompt text, requested new tokens) of a generate, completions or chat payload
+        (for several prompts, the longest)."""
         payload = request.payload
         if request.operation == "generate":
             params = payload.get("parameters") or {}
