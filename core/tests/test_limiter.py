@@ -155,7 +155,9 @@ def test_tokens_per_minute_capacity_is_a_minute():
 
 def test_acquire_takes_nothing_when_refused():
     k = KeyLimiter(0.0, requests_per_minute=60, tokens_per_minute=600, burst=2)
-    assert not k.acquire(601, 0.0) or True  # oversized cost is allowed at a full bucket
+    assert k.acquire(900, 0.0)  # oversized cost is allowed at a full bucket, as debt
+    assert k.snapshot(0.0)["token_level"] == pytest.approx(-300)
+    assert k.wait_time(1, 0.0) == pytest.approx(30.1)
     k2 = KeyLimiter(0.0, requests_per_minute=60, tokens_per_minute=600, burst=2)
     assert k2.acquire(590, 0.0)
     before = k2.snapshot(0.0)

@@ -22,9 +22,6 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.retry import RetryBudget, RetryDecision, backoff_delay, decide_retry
 
-RNG = random.Random(1)
-
-
 def rng():
     return random.Random(42)
 
