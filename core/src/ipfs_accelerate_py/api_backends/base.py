@@ -58,18 +58,21 @@ class _Pipelines:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.clients: dict[tuple[str, str | None], Any] = {}
+        self.retired: list[Any] = []  # closed, kept so their stats stay readable
         self.last: Any = None
 
     def all(self) -> list[Any]:
         with self.lock:
-            return list(self.clients.values())
+            return list(self.clients.values()) + self.retired
 
     def close(self) -> None:
-        for c in self.all():
+        with self.lock:
+            live = list(self.clients.values())
+            self.clients.clear()
+        for c in live:
             c.close()
         with self.lock:
-            self.clients.clear()
-            self.last = None
+            self.retired.extend(live)
 
 
 class CompatBackend:
@@ -167,40 +170,59 @@ class CompatBackend:
 
     def resolve(self, endpoint_url: str, data: Any, method: str = "POST") -> tuple[str, str]:
         """(base URL, operation) for a full endpoint URL: the operation whose request path
-        is the longest suffix of the URL's path; the base URL is what precedes it.  So
-        ``https://api.openai.com/v1/chat/completions`` is chat at
-        ``https://api.openai.com/v1``, and the same path under a simulator works too."""
+        (relative to the backend's base URL) is the longest suffix of the URL's path; the
+        base URL is what precedes it.  So ``https://api.openai.com/v1/chat/completions`` is
+        chat at ``https://api.openai.com/v1``, and the same path under a simulator works."""
+        base, op, _ = self._resolve(endpoint_url, data, method)
+        return base, op
+
+    def _resolve(self, endpoint_url: str, data: Any, method: str = "POST"
+                 ) -> tuple[str, str, str | None]:
         parts = urlsplit(endpoint_url)
         if not parts.scheme or not parts.netloc:
             raise ValueError(f"endpoint_url must be an absolute URL, got {endpoint_url!r}")
         path = parts.path.rstrip("/")
         probe = self._probe_backend()
+        probe_base = urlsplit(probe.base_url).path.rstrip("/")
         key = ApiKey(secret="probe-key", name="probe")
-        best: tuple[int, str] | None = None
         payload = dict(data) if isinstance(data, Mapping) else {}
-        for op in self._cls.operations:
-            try:
-                http = probe.build_request(Request(operation=op, payload=payload), key)
-            except Exception:
-                continue
-            if http.method.upper() != method:
-                continue
-            op_path = urlsplit(http.url).path.rstrip("/")
-            if op_path and path.endswith(op_path) and (best is None or len(op_path) > best[0]):
-                best = (len(op_path), op)
-        if best is None:
-            raise ValueError(f"{type(self).__name__}: no {self.backend_name} operation answers "
-                             f"{method} {parts.path}; operations: {', '.join(self._cls.operations)}")
-        base = f"{parts.scheme}://{parts.netloc}{path[:len(path) - best[0]]}"
-        return base, best[1]
+        # A model named in the path (Gemini's models/{m}:generateContent, LLVM's
+        # models/{m}/infer) is tried when the payload names none.
+        models: list[str | None] = [None]
+        if "model" not in payload:
+            for seg in path.split("/"):
+                models.extend(x for x in seg.split(":")[:1] if x and x not in models)
+        for model in models:
+            best: tuple[int, str] | None = None
+            trial = payload if model is None else {**payload, "model": model}
+            for op in self._cls.operations:
+                try:
+                    http = probe.build_request(Request(operation=op, payload=trial), key)
+                except Exception:
+                    continue
+                if http.method.upper() != method:
+                    continue
+                op_path = urlsplit(http.url).path.rstrip("/")
+                if probe_base and op_path.startswith(probe_base + "/"):
+                    op_path = op_path[len(probe_base):]
+                if op_path and path.endswith(op_path) and (best is None or len(op_path) > best[0]):
+                    best = (len(op_path), op)
+            if best is not None:
+                base = f"{parts.scheme}://{parts.netloc}{path[:len(path) - best[0]]}"
+                return base, best[1], model
+        raise ValueError(f"{type(self).__name__}: no {self.backend_name} operation answers "
+                         f"{method} {parts.path}; operations: {', '.join(self._cls.operations)}")
 
     def _request(self, endpoint_url: str | None, data: Any, priority: Any = None,
                  request_id: str | None = None, stream: bool = False) -> tuple[Any, Request]:
+        model = None
         if endpoint_url:
-            base, op = self.resolve(endpoint_url, data)
+            base, op, model = self._resolve(endpoint_url, data)
         else:
             base, op = self.base_url, self._default_operation()
         payload = dict(data or {})
+        if model is not None:
+            payload["model"] = model
         stream = bool(stream or payload.pop("stream", False)) and op in self._cls.streaming_operations
         fields: dict[str, Any] = {"operation": op, "payload": payload, "backend": self.backend_name,
                                   "stream": stream, "key": self._pin}
@@ -360,6 +382,8 @@ class CompatBackend:
     def reset_stats(self, endpoint_id: str | None = None) -> None:
         for c in self._pipes.all():
             c.reset_stats()
+        with self._pipes.lock:
+            self._pipes.retired.clear()
 
     def close(self) -> None:
         self._pipes.close()
