@@ -150,7 +150,9 @@ def test_tokens_per_minute_capacity_is_a_minute():
     assert k.acquire(6000, 0.0)
     assert not k.acquire(1, 0.0)
     assert k.wait_time(100, 0.0) == pytest.approx(1.0)
-    assert k.wait_time(0, 0.0) == 0.0  # a request costing no tokens is not held
+    assert k.wait_time(0, 0.0) == 0.0  # a request costing no tokens is not held...
+    k.reconcile(estimated=0, actual=60, now=0.0)
+    assert k.wait_time(0, 0.0) == pytest.approx(0.6)  # ...unless the bucket is in debt
 
 
 def test_acquire_takes_nothing_when_refused():

@@ -172,7 +172,8 @@ class KeyLimiter:
 
     def wait_time(self, tokens: float, now: float) -> float:
         """0.0 when a request costing ``tokens`` may be sent now, else the seconds until
-        it may (a cooldown from a 429 or an exhausted window included)."""
+        it may (a cooldown from a 429 or an exhausted window included).  A token bucket
+        in debt (usage under-estimated) holds back even requests estimated at 0 tokens."""
         wait = 0.0
         if self._cooldown_until > now:
             wait = self._cooldown_until - now
@@ -180,8 +181,8 @@ class KeyLimiter:
                 wait = math.nextafter(wait, math.inf)
         if self._requests is not None:
             wait = max(wait, self._requests.wait_time(1.0, now))
-        if self._tokens is not None and tokens > 0:
-            wait = max(wait, self._tokens.wait_time(tokens, now))
+        if self._tokens is not None:
+            wait = max(wait, self._tokens.wait_time(max(0.0, tokens), now))
         return wait
 
     def acquire(self, tokens: float, now: float) -> bool:
