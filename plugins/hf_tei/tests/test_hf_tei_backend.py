@@ -208,15 +208,15 @@ def test_queued_single_embeds_are_coalesced_and_split_in_order(srv: LocalServer)
     srv.clear()
     with make_client(srv.url, concurrency=1) as client:
         release = hold_worker(srv, client)
-        futures = [client.submit("hf_tei", "embed", {"inputs": t}) for t in texts]
+        reqs = [Request("embed", {"inputs": t}, backend="hf_tei") for t in texts]
+        futures = [client.submit(r) for r in reqs]
         release.set()
         results = [f.result(timeout=10) for f in futures]
     assert [r.path for r in srv.requests] == ["/health", "/embed"]
     assert sent_json(srv.requests[1]) == {"inputs": texts}
     for text, res in zip(texts, results):
         assert res.data == [expected[text]]
-    assert [r.request_id for r in results] == [f._accelerate_job.request.request_id
-                                              for f in futures]
+    assert [r.request_id for r in results] == [r.request_id for r in reqs]
 
 
 def test_batches_respect_max_client_batch_size_and_options(srv: LocalServer) -> None:
@@ -407,3 +407,13 @@ def test_openai_compatible_embeddings_are_coalesced(srv: LocalServer) -> None:
     assert sent_json(srv.last) == {"input": ["a", "b", "c"], "model": "m"}
     singles = [direct(srv, "/embed", {"inputs": t})[0] for t in ("a", "b", "c")]
     assert [r.data for r in results] == [[v] for v in singles]
+
+
+def test_base_url_from_the_environment_when_none_is_configured(
+        srv: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TEI_API_URL", srv.url + "/")
+    with Client([BackendConfig(name="hf_tei")], ClientConfig(max_concurrency=1)) as client:
+        assert client.call("hf_tei", "health", {}).data["healthy"]
+    assert srv.last.path == "/health"
+    assert TEIBackend(BackendConfig("hf_tei", base_url="http://explicit:1")).base_url == \
+        "http://explicit:1"

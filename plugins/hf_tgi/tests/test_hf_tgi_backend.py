@@ -412,3 +412,13 @@ def test_older_info_field_name_is_understood(srv: LocalServer) -> None:
         client.call("hf_tgi", "info", {})
         with pytest.raises(ContextTooLong):
             client.submit("hf_tgi", "generate", {"inputs": "q" * 81})
+
+
+def test_base_url_from_the_environment_when_none_is_configured(
+        srv: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TGI_API_URL", srv.url)
+    with Client([BackendConfig(name="hf_tgi")], ClientConfig(max_concurrency=1)) as client:
+        assert client.call("hf_tgi", "health", {}).data["healthy"]
+    assert srv.last.path == "/health"
+    assert TGIBackend(BackendConfig("hf_tgi", base_url="http://explicit:1")).base_url == \
+        "http://explicit:1"

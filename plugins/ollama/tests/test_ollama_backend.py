@@ -385,3 +385,16 @@ def test_html_or_empty_answer_to_a_stream_is_transient(srv: LocalServer) -> None
         with pytest.raises(TransientError) as empty:
             client.stream("ollama", "chat", {"model": "llama3.2", "messages": MESSAGES})
         assert "before its first chunk" in str(empty.value)
+
+
+def test_base_url_from_the_environment_when_none_is_configured(
+        srv: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = srv.url[len("http://"):]
+    monkeypatch.setenv("OLLAMA_HOST", host)  # Ollama's own variable: a bare host:port
+    assert OllamaBackend().base_url == srv.url
+    monkeypatch.setenv("OLLAMA_API_URL", srv.url + "/api")  # the original system's form
+    with Client([BackendConfig(name="ollama")], ClientConfig(max_concurrency=1)) as client:
+        assert client.call("ollama", "version", {}).text
+    assert srv.last.path == "/api/version"
+    assert OllamaBackend(BackendConfig("ollama", base_url="http://explicit:1")).base_url == \
+        "http://explicit:1"

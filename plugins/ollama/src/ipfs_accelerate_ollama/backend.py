@@ -95,6 +95,8 @@ class OllamaBackend(Backend):
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)
+        if not self.config.base_url:  # OLLAMA_API_URL / OLLAMA_HOST win the default
+            self.base_url = self.base_url_from({}) or self.base_url
         self.base_url = self.normalize_base_url(self.base_url)
 
     @staticmethod
