@@ -682,14 +682,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(f"  {name:<10} base_url {url}/{name}{suffix}", flush=True)
         print(f"  stats      GET {url}/_sim/stats", flush=True)
 
-    def on_term(*_: Any) -> None:
-        raise KeyboardInterrupt
+    async def run() -> None:
+        task = asyncio.ensure_future(serve_forever(cfg, ready=ready))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, task.cancel)
+            except (NotImplementedError, RuntimeError):  # not on this platform
+                pass
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        asyncio.run(serve_forever(cfg, ready=ready))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(run())
     return EXIT_OK
 
 
