@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 import requests
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, RetryPolicy
 from ipfs_accelerate_s3_kit import S3Kit, s3_key
 
 sys.path.insert(0, os.path.dirname(__file__))  # the proxy helper module beside this file
@@ -76,7 +76,10 @@ def make_client(endpoint: str, *, max_attempts: int = 4, concurrency: int = 16,
                   ClientConfig(max_concurrency=concurrency,
                                retry=RetryPolicy(max_attempts=max_attempts, base_delay=0.01,
                                                  max_delay=0.05, budget_ratio=1.0,
-                                                 budget_min_per_second=100.0)))
+                                                 budget_min_per_second=100.0),
+                               # injected failures must exhaust retries, not open the breaker
+                               # (an open breaker parks requests until their deadline)
+                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)))
 
 
 @pytest.fixture
