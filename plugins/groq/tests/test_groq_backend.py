@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 from ipfs_accelerate_groq.backend import GroqBackend, request_window
-from ipfs_accelerate_groq.server import GroqServer
+from ipfs_accelerate_groq.server import EXAMPLE_LIMITS, GroqServer
 
 from ipfs_accelerate_py.client import Client
 from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
@@ -52,7 +52,7 @@ def make_client(srv: LocalServer, keys=("test-key-1",), base_path="/openai/v1") 
 
 @pytest.fixture
 def srv():
-    s = LocalServer(GroqServer())
+    s = LocalServer(GroqServer(limits=EXAMPLE_LIMITS))
     yield s
     s.close()
 
@@ -267,3 +267,32 @@ def test_request_objects_are_checked(client, srv):
         client.call("groq", "embeddings", {"model": MODEL, "input": "x"})
     assert srv.requests == []
     assert Request("chat", CHAT).payload == CHAT
+
+
+def test_per_minute_quota_is_restated_per_day():
+    """The simulator enforces per-minute quotas; Groq's headers state them per day."""
+    headers = GroqServer().rate_limit_headers(RateLimitInfo(limit_requests=60, remaining_requests=10,
+                                                            reset_requests=0.5))
+    assert headers["x-ratelimit-limit-requests"] == "86400"
+    assert headers["x-ratelimit-remaining-requests"] == "10"
+    info = GroqBackend().rate_limit_info(requests.models.Response())  # no headers: nothing said
+    assert info is None
+    resp = requests.models.Response()
+    resp.headers.update(headers)
+    info = GroqBackend().rate_limit_info(resp)
+    assert info.limit_requests / info.request_window == pytest.approx(1.0)  # one request a second
+
+
+def test_exhausted_quota_waits_one_refill_step_not_a_day():
+    resp = requests.models.Response()
+    resp.headers.update({"x-ratelimit-limit-requests": "14400", "x-ratelimit-remaining-requests": "0",
+                         "x-ratelimit-reset-requests": "23h59m54s"})
+    info = GroqBackend().rate_limit_info(resp)
+    assert info.request_window == pytest.approx(86394.0)
+    assert info.reset_requests == pytest.approx(86394.0 / 14400)
+
+
+def test_default_server_sends_no_fixed_rate_limit_headers():
+    resp = GroqServer().handle(ServerRequest("GET", "/openai/v1/models",
+                                             headers={"authorization": "Bearer test-key-1"}))
+    assert resp.status == 200 and not any(k.startswith("x-ratelimit") for k in resp.headers)

@@ -8,7 +8,7 @@ from concurrent.futures import wait
 import pytest
 import requests
 from ipfs_accelerate_openai.backend import OpenAIBackend
-from ipfs_accelerate_openai.server import OpenAIServer
+from ipfs_accelerate_openai.server import EXAMPLE_LIMITS, OpenAIServer
 
 from ipfs_accelerate_py.client import Client
 from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
@@ -60,7 +60,7 @@ def make_client(srv: LocalServer, keys=("test-key-1",), options=None, batch_wind
 
 @pytest.fixture
 def srv():
-    s = LocalServer(OpenAIServer())
+    s = LocalServer(OpenAIServer(limits=EXAMPLE_LIMITS))
     yield s
     s.close()
 
@@ -492,3 +492,10 @@ def test_tool_call_shape_parsed_from_real_body(client, srv):
     assert res.tool_calls == (ToolCall("call_a", "get_weather", "{\"city\":\"Paris\"}"),
                               ToolCall("call_b", "get_time", "{}"))
     assert res.usage == Usage(80, 30, 110) and res.request_id == "req_fixed"
+
+
+def test_default_server_sends_no_fixed_rate_limit_headers():
+    resp = OpenAIServer().handle(ServerRequest("GET", "/v1/models",
+                                               headers={"authorization": "Bearer test-key-1"}))
+    assert resp.status == 200 and resp.headers["x-request-id"].startswith("req_")
+    assert not any(k.startswith("x-ratelimit") for k in resp.headers)

@@ -76,7 +76,14 @@ class GroqBackend(Backend):
         info = parse_openai_headers(response.headers, request_window=REQUEST_WINDOW)
         if info.is_empty():
             return None
-        return attrs.evolve(info, request_window=request_window(info))
+        window = request_window(info)
+        info = attrs.evolve(info, request_window=window)
+        if info.limit_requests and info.remaining_requests is not None and info.remaining_requests <= 0:
+            # The limiter cools an exhausted key down for ``reset``; Groq's reset is the time
+            # until the whole daily quota is back, but the next request is possible after one
+            # refill step (window / limit), so that is the wait worth reporting.
+            info = attrs.evolve(info, reset_requests=window / info.limit_requests)
+        return info
 
     # ------------------------------------------------------------------ chat
     def build_chat(self, request: Request, key: ApiKey | None) -> HttpRequest:

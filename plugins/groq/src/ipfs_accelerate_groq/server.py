@@ -6,12 +6,16 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
+import attrs
+
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, format_duration
 
-#: Free-tier-like quota: requests per DAY, tokens per minute.
-DEFAULT_LIMITS = RateLimitInfo(limit_requests=14_400, remaining_requests=14_399,
+DAY = 86_400.0
+
+#: A free-tier-like quota (requests per DAY, tokens per minute), for tests.
+EXAMPLE_LIMITS = RateLimitInfo(limit_requests=14_400, remaining_requests=14_399,
                                reset_requests=6.0, limit_tokens=6_000, remaining_tokens=5_990,
                                reset_tokens=0.1, request_window=86_400.0)
 
@@ -40,15 +44,16 @@ class _GroqDialect(oc.CompatResponder):
 
 class GroqServer(ProtocolServer):
     """Routes under ``/openai/v1`` as on api.groq.com: chat completions (plain and SSE),
-    models.  Every answer carries ``x-request-id`` and the ``x-ratelimit-*`` headers
-    (``limits``: requests per day, tokens per minute); a missing or bad key is a 401
-    ``invalid_api_key``."""
+    models.  Every answer carries ``x-request-id``; with ``limits`` (e.g.
+    :data:`EXAMPLE_LIMITS`) also fixed ``x-ratelimit-*`` headers (requests per day, tokens
+    per minute) -- by default none, the simulator adds those of the quota it enforces.  A
+    missing or bad key is a 401 ``invalid_api_key``."""
 
     name = "groq"
 
     def __init__(self, seed: int = 0, models: Sequence[str] = ("llama-3.1-8b-instant",
                                                                "llama-3.3-70b-versatile"),
-                 *, bad_keys: Sequence[str] = (), limits: RateLimitInfo | None = DEFAULT_LIMITS,
+                 *, bad_keys: Sequence[str] = (), limits: RateLimitInfo | None = None,
                  context_window: int = 8192) -> None:
         super().__init__(seed)
         self.seed = seed
@@ -85,6 +90,14 @@ class GroqServer(ProtocolServer):
             oc.render_error(message, oc.error_type_for_status(status), code), status))
 
     def rate_limit_headers(self, info: RateLimitInfo) -> dict[str, str]:
+        """Groq's headers: the request quota is per day and refills continuously, so a
+        quota given per another window (the simulator's per-minute one) is restated as the
+        same rate per day, with ``reset`` the time until that daily bucket is full."""
+        if info.limit_requests and info.request_window != DAY:
+            daily = info.limit_requests * DAY / info.request_window
+            remaining = info.remaining_requests if info.remaining_requests is not None else daily
+            info = attrs.evolve(info, limit_requests=daily, request_window=DAY,
+                                reset_requests=max(0.0, daily - remaining) * DAY / daily)
         return oc.ratelimit_headers(info)
 
     def rate_limited(self, req: ServerRequest, info: RateLimitInfo) -> ServerResponse:

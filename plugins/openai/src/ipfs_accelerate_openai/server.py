@@ -16,15 +16,18 @@ MODERATION_CATEGORIES = (
     "sexual/minors", "violence", "violence/graphic",
 )
 
-DEFAULT_LIMITS = RateLimitInfo(limit_requests=500, remaining_requests=499, reset_requests=0.12,
+#: A typical key's quota, for tests that want the rate-limit headers on every answer.
+EXAMPLE_LIMITS = RateLimitInfo(limit_requests=500, remaining_requests=499, reset_requests=0.12,
                                limit_tokens=200_000, remaining_tokens=199_000, reset_tokens=0.3)
 
 
 class OpenAIServer(ProtocolServer):
     """Routes under ``/v1`` as on api.openai.com.
 
-    Every answer carries ``x-request-id``, ``openai-version``, ``openai-processing-ms`` and
-    the key's ``x-ratelimit-*`` headers (``limits``).  A missing bearer token is a 401; a
+    Every answer carries ``x-request-id``, ``openai-version`` and ``openai-processing-ms``;
+    with ``limits`` (e.g. :data:`EXAMPLE_LIMITS`) also fixed ``x-ratelimit-*`` headers.  By
+    default none: the simulator adds the headers of the quota it enforces, and fixed fake
+    ones would make clients throttle themselves to a quota nobody set.  A missing bearer token is a 401; a
     key in ``bad_keys`` is a 401 ``invalid_api_key`` echoing a masked fragment of the key,
     as the real API does.  Moderation flags ``violence`` for texts containing "attack".
     """
@@ -33,7 +36,7 @@ class OpenAIServer(ProtocolServer):
 
     def __init__(self, seed: int = 0, models: Sequence[str] = ("gpt-4o-mini", "text-embedding-3-small",
                                                                "omni-moderation-latest"),
-                 *, bad_keys: Collection[str] = (), limits: RateLimitInfo | None = DEFAULT_LIMITS,
+                 *, bad_keys: Collection[str] = (), limits: RateLimitInfo | None = None,
                  context_window: int = 8192) -> None:
         super().__init__(seed)
         self.seed = seed
