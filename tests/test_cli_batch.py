@@ -83,26 +83,41 @@ def test_bad_lines_are_reported_and_do_not_stop_the_job(sim: Simulator, tmp_path
     assert len((tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()) == 7
 
 
-def test_failed_requests_are_written_once_with_their_error(sim: Simulator, tmp_path: Path) -> None:
+def _batch_here(sim: Simulator, inp: Path, out: Path, capsys: pytest.CaptureFixture[str],
+                monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[int, str, str]:
+    """The same command, run in this process (faster than a subprocess)."""
+    from ipfs_accelerate_py.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-1")
+    code = main(["batch", str(inp), "-o", str(out), "--base-url", sim.url + "/openai/v1", *extra])
+    got = capsys.readouterr()
+    return code, got.out, got.err
+
+
+def test_failed_requests_are_written_once_with_their_error(sim: Simulator, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_requests(inp, 4, model="no-such-model")
-    r = _batch(sim, inp, out)
-    assert r.returncode == 1
+    code, stdout, _ = _batch_here(sim, inp, out, capsys, monkeypatch)
+    assert code == 1
     rows = read_out(out)
     assert len(rows) == 4 and not any(x["ok"] for x in rows)
     assert rows[0]["error"]["class"] == "not_found" and rows[0]["error"]["status"] == 404
-    assert "failed: 4" in r.stdout and "lost: 0" in r.stdout
+    assert "failed: 4" in stdout and "lost: 0" in stdout
 
 
-def test_other_input_with_the_same_journal_is_refused(sim: Simulator, tmp_path: Path) -> None:
+def test_other_input_with_the_same_journal_is_refused(sim: Simulator, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_requests(inp, 2)
-    assert _batch(sim, inp, out).returncode == 0
+    assert _batch_here(sim, inp, out, capsys, monkeypatch)[0] == 0
     write_requests(inp, 3)
-    r = _batch(sim, inp, out)
-    assert r.returncode == 2 and "--restart" in r.stderr
-    r = _batch(sim, inp, out, "--restart")
-    assert r.returncode == 0 and len(read_out(out)) == 3
+    code, _, err = _batch_here(sim, inp, out, capsys, monkeypatch)
+    assert code == 2 and "--restart" in err
+    code, _, _ = _batch_here(sim, inp, out, capsys, monkeypatch, "--restart")
+    assert code == 0 and len(read_out(out)) == 3
 
 
 SECRETS = ("sk-canary-AAAA-1111", "sk-canary-BBBB-2222", "sk-canary-CCCC-3333")
@@ -154,37 +169,54 @@ def test_keys_are_never_printed_or_written(tmp_path: Path) -> None:
         _assert_nowhere([out2, tmp_path / "out2.jsonl.journal.sqlite3",
                          Path(str(tmp_path / "out2.jsonl.journal.sqlite3") + "-wal")], r.stdout, r.stderr)
         # the single-request commands too
-        for args in (["chat", "-m", "gpt-4o-mini", "hi"], ["chat", "-m", "gpt-4o-mini", "--json", "hi"],
+        for args in (["chat", "-m", "gpt-4o-mini", "--json", "hi"],
                      ["chat", "-m", "gpt-4o-mini", "--keys-file", str(keys), "hi"]):
             r = run_cli([*args, "--backend", "openai", "--base-url", sim.url + "/openai/v1", "-v"], env=env)
             _assert_nowhere([], r.stdout, r.stderr)
 
 
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def test_resume_after_sigkill_every_request_exactly_once(tmp_path: Path) -> None:
+    """Kill the batch with SIGKILL at random moments (once before it wrote anything, then
+    at random points past growing amounts of output, possibly mid-write), rerun until it
+    finishes: every id is in OUT exactly once."""
     n = 300
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_requests(inp, n)
     rng = random.Random(20261126)
-    with Simulator(SimConfig(latency=0.02, jitter=0.03, error_rate=0.05, seed=5)) as sim:
+    thresholds = [0, 40, 110, 190, 250]
+    with Simulator(SimConfig(latency=0.01, jitter=0.03, error_rate=0.05, seed=5)) as sim:
         cmd = [*CLI, "batch", str(inp), "-o", str(out), "--base-url", sim.url + "/openai/v1",
                "--concurrency", "6"]
         env = clean_env({"OPENAI_API_KEY": "test-key-1", "OPENAI_API_KEY_2": "test-key-2"})
         kills = 0
         sizes = []
-        for attempt in range(12):
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            if kills < 4:
-                time.sleep(rng.uniform(0.8, 2.0))
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGKILL)
-                    kills += 1
-                proc.communicate(timeout=30)
-                sizes.append(len(read_out(out)) if out.exists() else 0)
-                continue
-            stdout, stderr = proc.communicate(timeout=90)
-            assert proc.returncode == 0, stdout + stderr
-            break
-        assert kills >= 3, "the batch finished before it could be killed"
+        stdout = stderr = ""
+        for threshold in thresholds + [None]:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env)
+            if threshold is None:  # the last run goes to the end
+                stdout, stderr = proc.communicate(timeout=90)
+                assert proc.returncode == 0, stdout + stderr
+                break
+            if threshold == 0:
+                time.sleep(rng.uniform(0.05, 0.4))  # during start-up
+            else:
+                while _lines(out) < threshold and proc.poll() is None:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.15))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=30)
+            sizes.append(len(read_out(out)) if out.exists() else 0)
+        assert kills >= 4, "the batch finished before it could be killed"
         assert "resuming:" in stderr
     rows = read_out(out)
     counts = Counter(x["id"] for x in rows)
@@ -192,7 +224,7 @@ def test_resume_after_sigkill_every_request_exactly_once(tmp_path: Path) -> None
     assert max(counts.values()) == 1  # none repeated
     assert all(x["ok"] for x in rows)
     assert "lost: 0" in stdout
-    assert sizes == sorted(sizes)  # progress kept across kills
+    assert sizes == sorted(sizes) and sizes[-1] >= 190  # progress kept across kills
 
 
 def test_journal_recovery_cases(tmp_path: Path) -> None:
