@@ -1,14 +1,15 @@
 """One worker process of the multi-process tests (run as a script, not collected).
 
-argv: redis_url namespace server_url worker_id n rpm burst start_at(wall clock)
-Prints one JSON line: successes, failures, and the store's outage/recovery counts.
+argv: redis_url namespace server_url worker_id n rpm burst
+Prints "ready" once its client is connected, waits for a line on stdin (so all workers
+start together however slow the machine), then prints one JSON line: successes, failures,
+and the store's outage/recovery counts.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,7 +24,7 @@ from ipfs_accelerate_redis import RedisStatePlugin  # noqa: E402
 
 def main() -> None:
     url, ns, server_url, wid = sys.argv[1:5]
-    n, rpm, burst, start_at = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+    n, rpm, burst = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
     pm = PluginManager(load_entry_points=False)
     pm.add_plugin(echo_backend, name="echo")
     # local_share: while Redis is down each of the 4 workers keeps a quarter of the rate.
@@ -34,7 +35,8 @@ def main() -> None:
                     ClientConfig(max_concurrency=4, retry=RetryPolicy(base_delay=0.01)),
                     plugin_manager=pm)
     store = client._store
-    time.sleep(max(0.0, start_at - time.time()))
+    print("ready", flush=True)
+    sys.stdin.readline()
     futures = [client.submit(Request(backend="echo", operation="echo",
                                      payload={"n": f"{wid}-{i}"})) for i in range(n)]
     ok, failed = [], []

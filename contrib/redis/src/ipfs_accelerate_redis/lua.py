@@ -131,11 +131,12 @@ local st = s['st'] or 'closed'
 local st0 = st
 -- A new breaker starts at an epoch derived from the server clock, so outcomes of calls
 -- dispatched before a server restart (or key expiry) cannot match the new epoch.
-local ep = num('ep') or (math.floor(now * 1000) % 1000000000)
+local ep = num('ep')
 local tr, ti, tsu = num('tr') or 0, num('ti') or 0, num('tsu') or 0
+local dirty = false
+if ep == nil then ep = math.floor(now * 1000) % 1000000000; dirty = true end
 local oa, iv, nf = num('oa') or 0, num('iv') or oi, num('nf') or 0
 local win = s['win'] or ''
-local dirty = false
 local moves = {}
 local function move(new)
   table.insert(moves, st .. '>' .. new)
