@@ -62,7 +62,9 @@ class Backend:
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config or BackendConfig(name=self.name)
-        base = self.config.base_url or self.default_base_url
+        # Explicit configuration wins, then the environment (OLLAMA_API_URL...), then the
+        # provider's default: a self-hosted server's URL is always honoured.
+        base = self.config.base_url or type(self).base_url_from() or self.default_base_url
         if not base:
             from .errors import ConfigError
 

@@ -59,11 +59,64 @@ _MAX_WAIT = 0.5  # upper bound of an idle worker's sleep: a safety net against l
 _CLOSED = "closed"
 
 
+_COND_LOCK = threading.Lock()
+
+
+class RequestFuture(Future):
+    """The ``concurrent.futures.Future`` that :meth:`Client.submit` returns, plus the
+    request's id.  Its condition variable is made on first use: a queue of 100 000
+    requests would otherwise hold 100 000 idle locks (~1.4 kB each)."""
+
+    def __init__(self, request_id: str) -> None:  # no super().__init__: it would make the lock
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self.request_id = request_id
+        self._job: _Job | None = None
+        self._on_cancel: Any = None
+
+    def cancel(self) -> bool:
+        """Cancel a request that has not started; it leaves the queue at once."""
+        cancelled = super().cancel()
+        if cancelled and self._on_cancel is not None:
+            self._on_cancel(self)
+        return cancelled
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self.__dict__.get("_cond")
+        if cond is None:
+            with _COND_LOCK:
+                cond = self.__dict__.get("_cond")
+                if cond is None:
+                    cond = self.__dict__["_cond"] = threading.Condition()
+        return cond
+
+    # Future's waiter and callback lists, likewise made on first use.
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        return self._lazy_list("_waiter_list")
+
+    @property
+    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
+        return self._lazy_list("_callback_list")
+
+    def _lazy_list(self, name: str) -> list[Any]:
+        value = self.__dict__.get(name)
+        if value is None:
+            with _COND_LOCK:
+                value = self.__dict__.get(name)
+                if value is None:
+                    value = self.__dict__[name] = []
+        return value
+
+
 class _Job:
     """One submitted request and its progress through the pipeline."""
 
     __slots__ = ("request", "bstate", "future", "submitted", "deadline", "attempts",
-                 "outage_attempts", "tokens", "last_error", "entry", "running", "key_id")
+                 "outage_attempts", "tokens", "last_error", "entry", "running", "key_id",
+                 "acquired_at")
 
     def __init__(self, request: Request, bstate: _BackendState, future: Future,
                  submitted: float, deadline: float | None) -> None:
@@ -79,6 +132,7 @@ class _Job:
         self.entry: Any = None
         self.running = False
         self.key_id: str | None = None
+        self.acquired_at: float | None = None  # when the limiter admitted the last attempt
 
 
 class _BackendState:
@@ -295,14 +349,14 @@ class Client:
         now = time.monotonic()
         limit = req.deadline if req.deadline is not None else self.config.default_deadline
         deadline = now + limit if limit is not None else None
-        fut: Future = Future()
+        fut = RequestFuture(req.request_id)
         job = _Job(req, bstate, fut, now, deadline)
         from .queue import QueueEntry
 
         entry = QueueEntry(int(req.priority), next(self._seq), bstate.group, job,
                            deadline=deadline, batch_key=bstate.backend.batch_key(req))
         job.entry = entry
-        fut._accelerate_job = job  # type: ignore[attr-defined]  # for cancellation
+        fut._job = job  # for cancellation
         with self._cond:
             if self._closing:
                 raise ClientClosedError("the client is closed")
@@ -332,7 +386,7 @@ class Client:
                 self._reaper_cond.notify()
         if len(self._workers) < self.config.max_concurrency:
             self._start_workers()
-        fut.add_done_callback(self._on_done)
+        fut._on_cancel = self._on_cancelled
         if self._monitor["accelerate_on_queued"]:
             self._emit("accelerate_on_queued", RequestQueued(
                 req.request_id, bstate.name, req.operation, int(req.priority), depth, now))
@@ -349,7 +403,7 @@ class Client:
         timeout = fields.pop("timeout", None)
         req = self._coerce(request, operation, payload, fields)
         fut = self._submit(req, block, timeout, wake=False)
-        self._help(fut._accelerate_job)  # type: ignore[attr-defined]
+        self._help(fut._job)
         return fut.result()
 
     def _help(self, job: _Job) -> None:
@@ -391,19 +445,14 @@ class Client:
                 out.append(exc)
         return out
 
-    def _on_done(self, fut: Future) -> None:
-        if fut.cancelled():
-            # A caller cancelled a queued request: take it out now, not when it surfaces.
-            with self._cond:
-                for job in self._cancelled_jobs(fut):
-                    self._queue.remove(job.entry)
+    def _on_cancelled(self, fut: RequestFuture) -> None:
+        # A caller cancelled a queued request: take it out now, not when it surfaces.
+        job = fut._job
+        with self._cond:
+            if job is not None and self._queue.remove(job.entry):
                 self._space.notify()
-
-    def _cancelled_jobs(self, fut: Future) -> list[_Job]:
-        # The job is not referenced from the future; find it through the queue entry we
-        # attached (cheap: only on cancellation).
-        job = getattr(fut, "_accelerate_job", None)
-        return [job] if job is not None else []
+        if job is not None:
+            self._finished(job, Outcome.CANCELLED, None, 1)
 
     # ------------------------------------------------------------------ workers
     def _start_workers(self) -> None:
@@ -535,7 +584,7 @@ class Client:
                 bs.budget.record_request(now)
             live.append(e)
         if not live:
-            key.limiter.release_unsent(entry.payload.tokens or 0, now)
+            key.limiter.release_unsent(entry.payload.tokens or 0, now, acquired_at=now)
             return None
         key.in_flight += 1
         key.dispatched += 1
@@ -580,6 +629,7 @@ class Client:
                                      ValueError("returned a key that is not among the candidates"))
         if not chosen.limiter.acquire(tokens, now):
             return None, None
+        job.acquired_at = now
         return chosen, None
 
     def _plugin_name(self, hook: str) -> str:
@@ -679,7 +729,8 @@ class Client:
         else:
             parts = [result]
         self._release(key, bs, usage=usage, estimated=sum((j.tokens or 0) for j in jobs),
-                      success=epoch, info=hints[0] if hints else None)
+                      success=epoch, info=hints[0] if hints else None,
+                      acquired_at=jobs[0].acquired_at)
         for j, r in zip(jobs, parts):
             _stamp(r, bs.name, key.key_id, j.attempts, r.request_id or j.request.request_id)
             if j.future.done():
@@ -742,13 +793,14 @@ class Client:
 
     def _stream_closed(self, job: _Job, key: KeyCandidate, error: BaseException | None,
                        usage: Usage | None) -> None:
-        self._release(key, job.bstate, usage=usage, estimated=job.tokens or 0)
+        self._release(key, job.bstate, usage=usage, estimated=job.tokens or 0,
+                      acquired_at=job.acquired_at)
         outcome = Outcome.SUCCESS if error is None else Outcome.ERROR
         self._finished(job, outcome, usage, 1, error=error)
 
     def _release(self, key: KeyCandidate, bs: _BackendState, *, usage: Usage | None = None,
                  estimated: int = 0, neutral: int | None = None, success: int | None = None,
-                 info: Any = None) -> None:
+                 info: Any = None, acquired_at: float | None = None) -> None:
         """Free the key slot and book the attempt's outcome in one locked section.
         ``success`` / ``neutral`` carry the dispatch epoch when the attempt still owes the
         breaker its outcome (neutral: a plugin failure, neither success nor failure)."""
@@ -764,7 +816,7 @@ class Client:
             elif neutral is not None:
                 bs.breaker.record_neutral(now, neutral)
             if usage is not None and bs.needs_tokens:
-                key.limiter.reconcile(estimated, usage.total_tokens, now)
+                key.limiter.reconcile(estimated, usage.total_tokens, now, acquired_at=acquired_at)
             if len(self._queue):
                 self._cond.notify()  # a slot freed up for queued work
 

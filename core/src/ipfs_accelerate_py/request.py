@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import types
 import uuid
 from typing import Any, Mapping
 
@@ -37,6 +38,7 @@ def _deadline(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ConfigError("deadline", f"must be > 0 seconds, got {value!r}")
 
 
+_NO_TAGS: Mapping[str, Any] = types.MappingProxyType({})  # shared: most requests have none
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _ID_COUNTER = itertools.count(1)
 
@@ -65,7 +67,7 @@ class Request:
     key: str | None = None
     stream: bool = False
     #: Free-form caller data, carried to events (never sent to the provider).
-    tags: Mapping[str, Any] = attrs.field(factory=dict)
+    tags: Mapping[str, Any] = attrs.field(factory=lambda: _NO_TAGS)
 
     def evolve(self, **changes: Any) -> Request:
         return attrs.evolve(self, **changes)
