@@ -230,3 +230,15 @@ def test_every_original_class_is_exported() -> None:
 
     assert {c.backend_name for c in (openai_api, claude, groq, gemini, hf_tgi, hf_tei, ollama, llvm,
                                      ovms, opea, s3_kit)} == set(ALL)
+
+
+def test_streaming_through_make_post_request(sim: Simulator) -> None:
+    client = api_backends.openai_api(metadata={"openai_api_key": "test-key-1"})
+    url = sim.url + "/openai/v1/chat/completions"
+    data = {"model": "gpt-4o-mini", "messages": CHAT}
+    chunks = list(client.make_post_request(url, {**data, "stream": True}))
+    whole = client.make_post_request(url, data)
+    assert len(chunks) > 2
+    assert "".join(c["text"] for c in chunks) == whole["choices"][0]["message"]["content"]
+    assert chunks[-1]["finish_reason"] == "stop" or any(c["finish_reason"] for c in chunks)
+    client.close()
