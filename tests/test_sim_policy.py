@@ -171,3 +171,17 @@ def test_latency_is_applied_without_blocking_other_requests() -> None:
         assert results == [200] * 8
         # all eight were admitted before any answered: none waited for another's latency
         assert sim.stats()["requests"] == 8
+
+
+def test_the_simulator_owns_the_quota_headers() -> None:
+    """Without configured limits no quota headers reach the client (a protocol's own
+    defaults would make it pace itself to a quota nobody set); with limits, only those."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    with Simulator(SimConfig(backends=["openai"])) as sim:
+        r = requests.post(sim.url + "/openai/v1/chat/completions", json=body, headers=AUTH)
+        assert r.status_code == 200
+        assert not [h for h in r.headers if h.lower().startswith("x-ratelimit-")]
+    with Simulator(SimConfig(rps=10, backends=["openai"])) as sim:
+        r = requests.post(sim.url + "/openai/v1/chat/completions", json=body, headers=AUTH)
+        assert r.headers["x-ratelimit-limit-requests"] == "600"
+        assert "x-ratelimit-limit-tokens" not in r.headers

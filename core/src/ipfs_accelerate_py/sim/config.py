@@ -42,7 +42,8 @@ class SimConfig:
     """How the simulator behaves.
 
     ``rps``/``burst``: per-key request limit (requests per second, bucket size; None: no
-    limit).  ``tokens_per_minute``: per-key token limit, charged from the request body
+    limit).  The simulator owns the quota: a protocol's own default rate-limit headers are
+    removed, and replaced by the configured limits' headers when there are any.  ``tokens_per_minute``: per-key token limit, charged from the request body
     (``len(body) / 4`` plus ``max_tokens``-like fields).  ``latency`` + uniform(0,
     ``jitter``) seconds before each answer (429s and outage answers are immediate).
     ``error_rate``: share of admitted requests answered with the protocol's 500.

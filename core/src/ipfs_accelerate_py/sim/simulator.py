@@ -26,6 +26,7 @@ from typing import Any, Mapping
 from ..server import ProtocolServer, ServerRequest, ServerResponse
 from .config import SimConfig
 from .httpd import start_server
+from ..wire.ratelimit import RateLimitInfo
 from .limits import KeyQuota
 
 MAX_OUTAGE_TIMES = 100_000
@@ -109,6 +110,7 @@ class SimApp:
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self._quotas: dict[tuple[str, str], KeyQuota] = {}
+        self._rl_names = {name: self._limit_header_names(srv) for name, srv in self.servers.items()}
         self._rngs: dict[tuple[str, str], random.Random] = {}
         self._reset_counters()
 
@@ -118,6 +120,16 @@ class SimApp:
         self.per_key: dict[str, _Counters] = {}
         self.outage_times: list[float] = []
         self.server_errors = 0
+
+    @staticmethod
+    def _limit_header_names(server: ProtocolServer) -> frozenset[str]:
+        """The rate-limit headers this protocol writes (lower-cased)."""
+        probe = RateLimitInfo(limit_requests=1, remaining_requests=1, reset_requests=1.0,
+                              limit_tokens=1, remaining_tokens=1, reset_tokens=1.0)
+        try:
+            return frozenset(h.lower() for h in server.rate_limit_headers(probe))
+        except Exception:
+            return frozenset()
 
     # -- policy ------------------------------------------------------------------------
     def _rng(self, scope: tuple[str, str]) -> random.Random:
@@ -219,6 +231,11 @@ class SimApp:
             with self.lock:
                 self.server_errors += 1
             resp = ServerResponse.text(f"protocol server error: {type(exc).__name__}: {exc}", 500)
+        # The simulator is the authority on limits: a protocol's own default quota
+        # headers would make clients pace themselves to a quota nobody configured.
+        names = self._rl_names.get(name)
+        if names and any(h.lower() in names for h in resp.headers):
+            resp.headers = {h: v for h, v in resp.headers.items() if h.lower() not in names}
         if info is not None and resp.status < 400:
             resp.headers.update(server.rate_limit_headers(info))
         self._count(name, label, "ok" if resp.status < 400 else None, resp.status)
