@@ -32,22 +32,28 @@ class MotoServer:
     """``python -m moto.server`` in a subprocess (its own GIL), stopped afterwards."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
+        for _ in range(3):  # a free port can be taken by someone else before moto binds it
+            if self._start(env):
+                return
+        raise RuntimeError("moto server did not start")
+
+    def _start(self, env: dict[str, str] | None) -> bool:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "MOTO_PORT": str(self.port), **(env or {})}
+        full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full_env)
         deadline = time.monotonic() + 30
-        while True:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 requests.get(self.url + "/moto-api/", timeout=1)
-                return
-            except requests.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("moto server did not start")
+                if self.proc.poll() is None:
+                    return True
+            except requests.RequestException:
                 time.sleep(0.1)
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.proc.poll() is None:
