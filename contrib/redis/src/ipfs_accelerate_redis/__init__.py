@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RedisStateStore", "RedisStatePlugin", "RedisUnavailableError", "RedisStateWarning",
-           "redact_url"]
+__all__ = ["RedisStateStore", "RedisStatePlugin", "RedisSharedStats", "RedisUnavailableError",
+           "RedisStateWarning", "redact_url"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package must not import redis
@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:  # lazy: importing the package must not impor
         from .plugin import RedisStatePlugin
 
         return RedisStatePlugin
+    if name == "RedisSharedStats":
+        from .stats import RedisSharedStats
+
+        return RedisSharedStats
     if name in ("RedisStateWarning", "redact_url"):
         from . import health
 
