@@ -74,12 +74,12 @@ def moto_server() -> Iterator[MotoServer]:
         server.stop()
 
 
-def make_client(endpoint: str, *, max_attempts: int = 4, concurrency: int = 16,
-                keys=None, **options) -> Client:
+def make_client(endpoint: str | None, *, max_attempts: int = 4, concurrency: int = 16,
+                keys=None, strategy: str = "least-loaded", **options) -> Client:
     keys = keys or [s3_key(ACCESS, SECRET, name="primary")]
     return Client([BackendConfig(name="s3_kit", keys=keys, base_url=endpoint,
                                  options={"addressing_style": "path", **options})],
-                  ClientConfig(max_concurrency=concurrency,
+                  ClientConfig(max_concurrency=concurrency, strategy=strategy,
                                retry=RetryPolicy(max_attempts=max_attempts, base_delay=0.01,
                                                  max_delay=0.05, budget_ratio=1.0,
                                                  budget_min_per_second=100.0),
