@@ -180,3 +180,17 @@ def test_demo_loses_nothing() -> None:
     assert "200/200" in r.stderr  # the progress line
     assert "demo-key-1" not in r.stderr.replace("openai/demo-key-1", "")
     del start
+
+
+@pytest.mark.parametrize("args,check", [
+    (["embed", "-b", "hf_tei", "--base-url", "{sim}/hf_tei", "some text"],
+     lambda out: len(json.loads(out)["data"][0]) > 4),
+    (["infer", "-b", "ollama", "--base-url", "{sim}/ollama", "-m", "llama3.2:latest", "Once"],
+     lambda out: out.strip() and not out.startswith("{")),
+], ids=["embed-tei-inputs", "infer-ollama-prompt"])
+def test_payload_shape_follows_the_backend(sim: Simulator, args: list[str], check) -> None:
+    """TEI embeds "inputs", Ollama generates from a "prompt": the CLI shapes the text
+    the way each backend's own checks accept."""
+    r = run_cli([a.replace("{sim}", sim.url) for a in args])
+    assert r.returncode == 0, r.stderr
+    assert check(r.stdout)

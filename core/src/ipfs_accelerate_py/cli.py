@@ -252,11 +252,13 @@ class Progress:
         self.failed = 0
         self.start = time.monotonic()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def advance(self, n: int = 1, failed: int = 0) -> None:
-        self.done += n
-        self.failed += failed
+        with self._lock:  # called from the pipeline's worker threads too
+            self.done += n
+            self.failed += failed
 
     def line(self) -> str:
         elapsed = max(1e-6, time.monotonic() - self.start)
@@ -378,33 +380,28 @@ def _one_backend(args: argparse.Namespace) -> tuple[str, Any]:
         raise CliError(str(exc)) from None
 
 
-def _payload_for(kind: str, op: str, args: argparse.Namespace) -> dict[str, Any]:
+def _fits(cls: Any, op: str, payload: dict[str, Any]) -> bool:
+    """Whether the backend accepts this payload shape for ``op`` (its own checks and
+    request builder, with a probe key; nothing is sent)."""
+    from .config import BackendConfig
+    from .keys import ApiKey
+    from .request import Request
+
+    try:
+        probe = cls(BackendConfig(name=cls.name, base_url="http://probe.invalid"))
+        req = Request(operation=op, payload=payload, backend=cls.name)
+        probe.check(req)
+        probe.build_request(req, ApiKey(secret="probe-key", name="probe"))
+        return True
+    except Exception:
+        return False
+
+
+def _payload_for(kind: str, op: str, args: argparse.Namespace, cls: Any = None) -> dict[str, Any]:
     text = " ".join(args.text) if args.text else None
     if text == "-":
         text = sys.stdin.read()
-    payload: dict[str, Any] = {}
-    if kind == "chat":
-        if text is None:
-            raise CliError("chat needs the message text")
-        messages = []
-        if args.system:
-            messages.append({"role": "system", "content": args.system})
-        messages.append({"role": "user", "content": text})
-        payload = {"messages": messages}
-        if args.max_tokens:
-            payload["max_tokens"] = args.max_tokens
-    elif kind == "embed":
-        if text is None:
-            raise CliError("embed needs the text")
-        payload = {"input": text} if op == "embeddings" else {"inputs": text}
-    elif text is not None:
-        payload = {"prompt": text} if op == "completions" else (
-            {"messages": [{"role": "user", "content": text}]} if op == "chat" else {"inputs": text})
-        if args.max_tokens:
-            payload["max_tokens" if op in ("completions", "chat") else "parameters"] = (
-                args.max_tokens if op in ("completions", "chat") else {"max_new_tokens": args.max_tokens})
-    if args.model:
-        payload["model"] = args.model
+    extra: dict[str, Any] = {}
     if args.payload:
         try:
             extra = json.loads(args.payload)
@@ -412,8 +409,44 @@ def _payload_for(kind: str, op: str, args: argparse.Namespace) -> dict[str, Any]
             raise CliError("--payload is not valid JSON") from None
         if not isinstance(extra, dict):
             raise CliError("--payload must be a JSON object")
-        payload.update(extra)
-    return payload
+    model = {"model": args.model} if args.model else {}
+    n = args.max_tokens
+    candidates: list[dict[str, Any]]
+    if kind == "chat":
+        if text is None:
+            raise CliError("chat needs the message text")
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": text}]
+        candidates = [{"messages": messages, **({"max_tokens": n} if n else {})}]
+    elif text is None:
+        candidates = [{}]
+    elif kind == "embed":
+        candidates = [{"input": text}] if op == "embeddings" else [{"inputs": text}, {"input": text},
+                                                                    {"text": text}]
+    else:
+        user = [{"role": "user", "content": text}]
+        candidates = [
+            {"inputs": text, **({"parameters": {"max_new_tokens": n}} if n else {})},
+            {"prompt": text, **({"max_tokens": n} if n else {})},
+            {"input": text},
+            {"messages": user, **({"max_tokens": n} if n else {})},
+        ]
+        if op in ("completions",):
+            candidates.insert(0, candidates.pop(1))
+        elif op == "chat":
+            candidates.insert(0, candidates.pop(3))
+    if cls is not None and len(candidates) > 1:
+        # A field the operation's own description names goes first ("completion for a
+        # prompt" -> prompt); then the first shape the backend accepts wins.
+        desc = str(cls.operations.get(op, "")).lower()
+        candidates.sort(key=lambda c: not any(re.search(rf"\b{k}\b", desc) for k in c
+                                              if k not in ("max_tokens", "parameters")))
+    shaped = [{**c, **model, **extra} for c in candidates]
+    if cls is not None and len(shaped) > 1:
+        for payload in shaped:
+            if _fits(cls, op, payload):
+                return payload
+    return shaped[0]
 
 
 def cmd_request(args: argparse.Namespace) -> int:
@@ -432,7 +465,7 @@ def cmd_request(args: argparse.Namespace) -> int:
                            f"{', '.join(ops)} (choose one with --operation)")
     if op not in ops:
         raise CliError(f"backend {name!r} has no operation {op!r}; its operations: {', '.join(ops)}")
-    payload = _payload_for(kind, op, args)
+    payload = _payload_for(kind, op, args, cls)
     keys_file = read_keys_file(args.keys_file) if args.keys_file else None
     base = _parse_base_urls([args.base_url] if args.base_url else None, [name]).get(name)
     cfg = _backend_config(name, cls, args, keys_file, base)
