@@ -99,12 +99,15 @@ def test_failed_requests_are_written_once_with_their_error(sim: Simulator, tmp_p
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_requests(inp, 4, model="no-such-model")
+    with open(inp, "a") as f:  # refused by the backend's own checks before it is queued
+        f.write(json.dumps({"id": "empty", "backend": "openai", "operation": "chat", "payload": {}}) + "\n")
     code, stdout, _ = _batch_here(sim, inp, out, capsys, monkeypatch)
     assert code == 1
-    rows = read_out(out)
-    assert len(rows) == 4 and not any(x["ok"] for x in rows)
-    assert rows[0]["error"]["class"] == "not_found" and rows[0]["error"]["status"] == 404
-    assert "failed: 4" in stdout and "lost: 0" in stdout
+    rows = {x["id"]: x for x in read_out(out)}
+    assert len(rows) == 5 and not any(x["ok"] for x in rows.values())
+    assert rows["r0"]["error"]["class"] == "not_found" and rows["r0"]["error"]["status"] == 404
+    assert rows["empty"]["error"]["class"] == "invalid_request"
+    assert "failed: 5" in stdout and "lost: 0" in stdout
 
 
 def test_other_input_with_the_same_journal_is_refused(sim: Simulator, tmp_path: Path,

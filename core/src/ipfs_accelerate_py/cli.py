@@ -616,9 +616,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
             for ln in pending:
                 if stop.is_set():
                     return
-                req = Request(operation=ln.operation, payload=ln.payload, backend=ln.backend,
-                              priority=ln.priority, tags={"id": ln.id})
-                try:
+                try:  # a request the pipeline refuses up front is a failed result, not a hang
+                    req = Request(operation=ln.operation, payload=ln.payload, backend=ln.backend,
+                                  priority=ln.priority, tags={"id": ln.id})
                     fut = client.submit(req, block=True)
                 except Exception as exc:
                     results.put((ln, None, exc))
@@ -642,12 +642,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     for ln, fut, exc in batch:
                         if exc is None:
                             exc = fut.exception()
-                        if exc is None:
-                            rec = {"id": ln.id, "ok": True, "result": result_json(fut.result())}
-                        else:
-                            rec = {"id": ln.id, "ok": False, "error": error_json(exc)}
-                            nfail += 1
-                        line = (REDACT(json.dumps(rec, ensure_ascii=False)) + "\n").encode("utf-8")
+                        try:
+                            rec = ({"id": ln.id, "ok": True, "result": result_json(fut.result())}
+                                   if exc is None else
+                                   {"id": ln.id, "ok": False, "error": error_json(exc)})
+                            text = json.dumps(rec, ensure_ascii=False)
+                        except Exception as ser:  # an unserialisable result must not stop the job
+                            exc = ser
+                            text = json.dumps({"id": ln.id, "ok": False, "error": {
+                                "type": "OutputError", "message": f"result not serialisable: {ser}"}})
+                        nfail += exc is not None
+                        line = (REDACT(text) + "\n").encode("utf-8")
                         items.append((ln.id, ln.line_no, exc is None, line))
                     written += output.write(items)
                     total_failed += nfail
