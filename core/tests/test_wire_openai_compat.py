@@ -361,3 +361,9 @@ def test_parse_chunk_is_public():
     c = oc.parse_chunk({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     assert (c.text, c.finish_reason, c.usage) == ("x", "stop", Usage(1, 1, 2))
+
+
+def test_plain_text_error_event():
+    with pytest.raises(TransientError, match="upstream went away") as info:
+        list(oc.iter_stream_events([SSEEvent("upstream went away", event="error")]))
+    assert info.value.code == "stream_error"

@@ -363,6 +363,9 @@ def iter_stream_events(events: Iterable[SSEEvent],
         try:
             obj = json.loads(data)
         except ValueError:
+            if ev.event == "error":  # an error event with a plain-text message
+                raise make_error(TransientError, redact(data[:300]) or "stream error event",
+                                 "stream_error") from None
             raise make_error(TransientError, f"malformed stream event: {data[:100]!r}",
                              "malformed_response") from None
         if ev.event == "error" or is_error_event(obj):
