@@ -367,3 +367,10 @@ def test_plain_text_error_event():
     with pytest.raises(TransientError, match="upstream went away") as info:
         list(oc.iter_stream_events([SSEEvent("upstream went away", event="error")]))
     assert info.value.code == "stream_error"
+
+
+def test_null_error_field_is_not_an_error_event():
+    assert not oc.is_error_event({"error": None, "choices": []})
+    chunks = list(oc.iter_stream_events(events({"error": None, "choices": [
+        {"index": 0, "delta": {"content": "ok"}}]})))
+    assert chunks[0].text == "ok"

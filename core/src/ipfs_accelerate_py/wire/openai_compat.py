@@ -193,7 +193,9 @@ def error_from_body(body: Any, make_error: ErrorFactory = plain_error,
 
 
 def is_error_event(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and ("error" in obj or obj.get("object") == "error")
+    """An ``{"error": ...}`` object (a null ``error`` field is not one) or ``{"object": "error"}``."""
+    return isinstance(obj, Mapping) and (obj.get("error") not in (None, "", {})
+                                         or obj.get("object") == "error")
 
 
 # ============================================================================ client side
