@@ -9,7 +9,7 @@ import io
 import re
 
 import pytest
-from conftest import ACCESS, SECRET, make_client
+from s3_kit_helpers import ACCESS, SECRET, make_client
 from ipfs_accelerate_py import BackendConfig
 from ipfs_accelerate_py.errors import ConfigError
 from ipfs_accelerate_py.keys import ApiKey

@@ -49,7 +49,7 @@ def signing_server():
 
 
 def _client(url, key):
-    from conftest import make_client
+    from s3_kit_helpers import make_client
 
     return make_client(url, keys=[key])
 

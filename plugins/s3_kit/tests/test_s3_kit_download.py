@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import attempts
+from s3_kit_helpers import attempts
 from ipfs_accelerate_py.errors import TransientError
 from s3_kit_proxy import is_op
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 import requests
-from conftest import ACCESS, SECRET, MotoServer, attempts, make_client
+from s3_kit_helpers import ACCESS, SECRET, MotoServer, attempts, make_client
 from ipfs_accelerate_py.errors import AuthError, InvalidRequest, NotFound, RateLimited, TransientError
 from ipfs_accelerate_py.server import ServerResponse
 from ipfs_accelerate_s3_kit import S3Kit, s3_key

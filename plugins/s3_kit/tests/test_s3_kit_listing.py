@@ -51,7 +51,7 @@ def test_presigned_get_and_put_with_plain_requests(kit, bucket):
 
 
 def test_presigned_url_uses_the_named_key(moto_server):
-    from conftest import make_client
+    from s3_kit_helpers import make_client
     from ipfs_accelerate_s3_kit import s3_key
 
     keys = [s3_key("test-access-a", "test-key-1", name="a"),

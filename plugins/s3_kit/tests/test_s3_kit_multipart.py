@@ -8,7 +8,7 @@ import io
 import os
 
 import pytest
-from conftest import attempts
+from s3_kit_helpers import attempts
 from ipfs_accelerate_s3_kit import MultipartUploadError
 from s3_kit_proxy import is_op, is_part, s3_error
 

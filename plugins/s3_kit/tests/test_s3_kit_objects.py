@@ -8,7 +8,7 @@ import io
 import os
 
 import pytest
-from conftest import attempts
+from s3_kit_helpers import attempts
 from ipfs_accelerate_py.errors import InvalidRequest, NotFound
 
 
