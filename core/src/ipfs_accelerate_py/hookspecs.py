@@ -154,7 +154,8 @@ def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
     :param error: the classified error; its ``retry_after`` and ``should_retry`` carry the
         response's hints (``retry-after(-ms)``, ``x-should-retry``).
     :param policy: the client's retry policy.
-    :param now: the current monotonic time; ``deadline`` the request's (or None).
+    :param now: the current ``time.monotonic()``.
+    :param deadline: the request's deadline on the same clock, or None.
     :param rng: the pipeline's random source (seedable, for jitter).
     :return: a :class:`~ipfs_accelerate_py.retry.RetryDecision` (``retry``, ``delay``,
         ``reason``), or None to defer.  First result wins; the core's default is full-jitter
@@ -165,24 +166,50 @@ def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
 
 
 # ---------------------------------------------------------------- monitoring
+# Every monitoring hook receives one frozen event object (ipfs_accelerate_py.events), all
+# implementations are called, and a monitor that raises is logged and ignored: a broken
+# exporter must not lose or fail work.
 @hookspec
 def accelerate_on_queued(event: RequestQueued) -> None:
-    """A request entered the queue.  Called on the submitting thread."""
+    """A request entered the queue.
+
+    :param event: :class:`~ipfs_accelerate_py.events.RequestQueued` (request id, backend,
+        operation, priority, queue depth, time).
+
+    Called once per request, on the submitting thread, after it was queued.
+    """
 
 
 @hookspec
 def accelerate_on_started(event: RequestStarted) -> None:
-    """An attempt of a request is about to be sent.  Called on a worker thread."""
+    """An attempt of a request is about to be sent.
+
+    :param event: :class:`~ipfs_accelerate_py.events.RequestStarted` (request id, backend,
+        operation, key id, attempt number, seconds spent queued, time).
+
+    Called for every attempt, on the thread that sends it (a worker, or the caller of
+    ``Client.call``).
+    """
 
 
 @hookspec
 def accelerate_on_retried(event: RequestRetried) -> None:
-    """An attempt failed and the request will be tried again after ``event.delay``."""
+    """An attempt failed and the request will be tried again.
+
+    :param event: :class:`~ipfs_accelerate_py.events.RequestRetried` (request id, backend,
+        key id, attempts so far, error class, HTTP status, delay before the next try, time).
+
+    Called after each failed attempt that is put back in the queue, on the thread that
+    made the attempt.
+    """
 
 
 @hookspec
 def accelerate_on_finished(event: RequestFinished) -> None:
     """A request completed, with its outcome, latency, key id and attempts.
+
+    :param event: :class:`~ipfs_accelerate_py.events.RequestFinished` (outcome, latency
+        from submission, key id, attempts, error class and message, usage, batch size).
 
     Called exactly once per request, on the thread that resolved it.
     """
@@ -190,4 +217,10 @@ def accelerate_on_finished(event: RequestFinished) -> None:
 
 @hookspec
 def accelerate_on_breaker_changed(event: BreakerChanged) -> None:
-    """An endpoint's circuit breaker changed state (closed / open / half_open)."""
+    """An endpoint's circuit breaker changed state (closed / open / half_open).
+
+    :param event: :class:`~ipfs_accelerate_py.events.BreakerChanged` (endpoint, old and
+        new state, time).
+
+    Called on every transition, under the pipeline's lock: keep it quick.
+    """

@@ -200,7 +200,7 @@ def test_queued_infers_become_one_batch_infer_split_back(srv: LocalServer, make_
     assert json.loads(call.body) == {"inputs": inputs, "parameters": {}}
     assert calls(srv, "/infer") == []
     assert [r.data for r in results] == ["A", [2, 4], "BC", [1.0], "D"]
-    assert [r.request_id for r in results] == [f._accelerate_job.request.request_id for f in futures]
+    assert [r.request_id for r in results] == [f.request_id for f in futures]
     assert results[0].text == "A" and results[1].text is None
 
 

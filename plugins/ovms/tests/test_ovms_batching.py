@@ -44,7 +44,7 @@ def test_queued_single_requests_become_one_call_split_by_row(srv: LocalServer, m
         assert res.data == [{"name": "1463", "shape": [1, 3], "datatype": "FP32",
                              "data": [sum(row), min(row), max(row)]}]
         assert res.raw["id"] == f"r{i}" and res.raw["model_version"] == "1"
-        assert res.request_id == futures[i]._accelerate_job.request.request_id
+        assert res.request_id == futures[i].request_id
 
 
 def test_different_versions_models_or_opt_outs_are_not_mixed(srv: LocalServer, make_client,
