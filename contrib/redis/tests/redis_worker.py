@@ -28,7 +28,8 @@ def main() -> None:
     pm = PluginManager(load_entry_points=False)
     pm.add_plugin(echo_backend, name="echo")
     # local_share: while Redis is down each of the 4 workers keeps a quarter of the rate.
-    plugin = RedisStatePlugin(url, namespace=ns, retry_interval=0.2, local_share=0.25)
+    plugin = RedisStatePlugin(url, namespace=ns, retry_interval=0.2, local_share=0.25,
+                              socket_timeout=5.0)
     pm.add_plugin(plugin, name="redis-state")
     client = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server_url,
                                    requests_per_minute=rpm, burst=burst)],

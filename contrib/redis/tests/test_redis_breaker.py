@@ -14,8 +14,8 @@ POLICY = BreakerPolicy(window_size=4, minimum_calls=2, failure_rate_threshold=0.
 
 def _pair(url: str, ns: str):
     seen: list[tuple[str, str, str]] = []
-    a = RedisStateStore(url, namespace=ns, refresh=0.0)
-    b = RedisStateStore(url, namespace=ns, refresh=0.0)
+    a = RedisStateStore(url, namespace=ns, refresh=0.0, socket_timeout=5.0)
+    b = RedisStateStore(url, namespace=ns, refresh=0.0, socket_timeout=5.0)
     ba = a.breaker("echo@http://x", POLICY, lambda e, o, n, t: seen.append(("a", o, n)))
     bb = b.breaker("echo@http://x", POLICY, lambda e, o, n, t: seen.append(("b", o, n)))
     return a, b, ba, bb, seen
@@ -81,3 +81,18 @@ def test_neutral_outcomes_do_not_trip(redis_url: str, namespace: str) -> None:
     assert seen == []
     a.close()
     b.close()
+
+
+def test_deferred_successes_count_before_a_later_failure(redis_url: str, namespace: str) -> None:
+    policy = BreakerPolicy(window_size=4, minimum_calls=2, failure_rate_threshold=0.6,
+                           open_interval=5.0)
+    store = RedisStateStore(redis_url, namespace=namespace, socket_timeout=5.0)
+    brk = store.breaker("echo@y", policy, None)
+    for _ in range(2):
+        brk.record_success(time.monotonic(), brk.on_dispatch(time.monotonic()))
+    for _ in range(2):  # 2 failures of 4 calls: 0.5 < 0.6 (without the successes: 2 of 2)
+        brk.record_failure(time.monotonic(), brk.on_dispatch(time.monotonic()))
+    snap = brk.snapshot(time.monotonic())
+    assert snap["state"] == "closed" and snap["calls_in_window"] == 4
+    assert snap["failure_rate"] == 0.5
+    store.close()

@@ -44,7 +44,7 @@ def test_env_var_selects_the_redis_store(monkeypatch, redis_url, namespace, echo
 
 
 def test_shared_stats_and_in_flight_counts(redis_url, namespace, echo_backend_module) -> None:
-    store = RedisStateStore(redis_url, namespace=namespace)
+    store = RedisStateStore(redis_url, namespace=namespace, socket_timeout=5.0)
     stats = RedisSharedStats(store)
     release = threading.Event()
     arrived = threading.Event()

@@ -13,6 +13,7 @@ from ipfs_accelerate_redis import RedisStateStore
 
 
 def _store(url: str, ns: str, **kw) -> RedisStateStore:
+    kw.setdefault("socket_timeout", 5.0)  # a loaded CI machine must not look like an outage
     return RedisStateStore(url, namespace=ns, **kw)
 
 

@@ -31,7 +31,7 @@ def test_redact_url() -> None:
 
 
 def test_falls_back_then_recovers(own_redis, caplog) -> None:
-    store = RedisStateStore(own_redis.url, retry_interval=0.1, refresh=0.0)
+    store = RedisStateStore(own_redis.url, retry_interval=0.1, refresh=0.0, socket_timeout=5.0)
     lim = store.limiter("echo/k", 600.0, None, 1.0, time.monotonic())  # 10/s
     brk = store.breaker("echo@x", BreakerPolicy(), None)
     ctr = store.counter("done")
@@ -59,7 +59,8 @@ def test_falls_back_then_recovers(own_redis, caplog) -> None:
 
 
 def test_fail_closed_admits_nothing_while_down(own_redis) -> None:
-    store = RedisStateStore(own_redis.url, fail_closed=True, retry_interval=0.2)
+    store = RedisStateStore(own_redis.url, fail_closed=True, retry_interval=0.2,
+                            socket_timeout=5.0)
     lim = store.limiter("echo/k", None, None, None, time.monotonic())
     assert lim.acquire(0, time.monotonic())
     own_redis.kill()

@@ -5,7 +5,11 @@ one failure window and one set of half-open trial slots; transitions run inside 
 atomic script with the server's clock.  Each process calls ``on_transition`` for every
 transition it observes (its own, and those made by others when it next reads the state).
 
-Round trips: ``record_*`` one each.  ``state``, ``can_dispatch``, ``time_until_dispatch``
+Round trips: ``record_failure`` / ``record_neutral`` one each; ``record_success`` while
+CLOSED is deferred and sent with the next call (at the latest when the state is re-read,
+every ``refresh`` seconds), so a steady stream of successes costs no round trip per
+request.  Deferred successes are counted before the call that carries them (a process's
+own order is kept) and only if the breaker is still CLOSED in their epoch.  ``state``, ``can_dispatch``, ``time_until_dispatch``
 and ``on_dispatch`` answer from the last state read while it is CLOSED and younger than the
 store's ``refresh`` interval, or OPEN with time left; HALF_OPEN is always read (its trial
 slots are scarce).  An epoch read from a slightly stale CLOSED state only makes that call's
@@ -59,6 +63,8 @@ class RedisBreaker:
         self._failures = 0
         self._calls = 0
         self._read_at = -1e300
+        self._deferred = 0  # successes recorded while CLOSED in epoch self._deferred_epoch
+        self._deferred_epoch = 0
         self._run("peek", time.monotonic())
 
     # -- plumbing ---------------------------------------------------------------------
@@ -75,9 +81,11 @@ class RedisBreaker:
         if not store.health.usable():
             return _DOWN
         t0 = time.monotonic()
+        deferred, self._deferred = self._deferred, 0
         try:
             r = store.breaker_script(keys=[self._key], args=[
-                op, *self._args, "" if epoch is None else str(epoch)])
+                op, *self._args, "" if epoch is None else str(epoch), str(deferred),
+                str(self._deferred_epoch)])
         except store.down_errors as exc:
             store.health.failed(exc, store.fallback_description)
             # Continue locally from the state last seen, so an open breaker stays open.
@@ -152,6 +160,14 @@ class RedisBreaker:
             getattr(self._local, "record_" + op)(now, epoch)
 
     def record_success(self, now: float, epoch: int | None = None) -> None:
+        if (self._store.health.ok and self._state == self.CLOSED
+                and (epoch is None or epoch == self._epoch)
+                and self._deferred < self.policy.window_size):
+            if self._deferred == 0:
+                self._deferred_epoch = self._epoch
+            if self._deferred_epoch == self._epoch:
+                self._deferred += 1
+                return
         self._record("success", now, epoch)
 
     def record_failure(self, now: float, epoch: int | None = None) -> None:

@@ -51,7 +51,8 @@ local function wait_for(tokens)
   local w = 0
   if cd > now then w = cd - now end
   if rr then w = math.max(w, bwait(rr, rc, rl, 1)) end
-  if tr and tokens > 0 then w = math.max(w, bwait(tr, tc, tl, tokens)) end
+  -- A token bucket in debt (usage under-estimated) holds back even 0-token requests.
+  if tr then w = math.max(w, bwait(tr, tc, tl, math.max(0, tokens))) end
   return w
 end
 local function decayed(rate, amount, elapsed)
@@ -119,7 +120,9 @@ return {fmt(now), fmt(rr), fmt(rc), fmt(rl), fmt(tr), fmt(tc), fmt(tl), fmt(cd),
 """
 
 #: KEYS[1] breaker hash.  ARGV: op, window_size, minimum_calls, failure_rate_threshold,
-#: open_interval, interval_multiplier, max_open_interval, half_open_trials, ttl_ms, epoch.
+#: open_interval, interval_multiplier, max_open_interval, half_open_trials, ttl_ms, epoch,
+#: deferred successes, their epoch (successes recorded while CLOSED, sent along with the
+#: next call; counted before ``op`` if the breaker is still CLOSED in that epoch).
 #: Returns {state_before, state, epoch, open_for, trials_in_flight, trips, failures,
 #: calls, transitions (comma-separated "old>new"), result}.
 BREAKER = _PRELUDE + r"""
@@ -176,6 +179,10 @@ local function add(failure)
 end
 
 local cur = state()
+local deferred, deferred_epoch = arg(11), arg(12)
+if deferred and deferred > 0 and cur == 'closed' and deferred_epoch == ep then
+  for _ = 1, math.min(deferred, wsize) do add(false) end
+end
 local result = ''
 if op == 'dispatch' then
   if cur == 'half_open' then ti = ti + 1; dirty = true end

@@ -66,6 +66,6 @@ class LimiterMirror:
         if rl is not None:
             w = max(w, _bucket_wait(self.rr, self.rc, rl, 1.0))
         tl = self.token_level(now)
-        if tl is not None and tokens > 0:
-            w = max(w, _bucket_wait(self.tr, self.tc, tl, tokens))
+        if tl is not None:  # debt holds back even 0-token requests (as the core does)
+            w = max(w, _bucket_wait(self.tr, self.tc, tl, max(0.0, tokens)))
         return w + WAKE_MARGIN if w > 0 else 0.0
