@@ -125,7 +125,8 @@ def test_parse_completion():
     r = oc.parse_completion({"id": "cmpl-1", "model": "m", "choices": [
         {"text": "hello", "index": 0, "finish_reason": "length"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-    assert (r.text, r.finish_reason, r.usage.total_tokens, r.request_id) == ("hello", "length", 2, "cmpl-1")
+    assert (r.text, r.finish_reason, r.usage.total_tokens, r.request_id) == ("hello", "length", 2, None)
+    assert r.raw["id"] == "cmpl-1"  # a completion id is not a request id
 
 
 def test_parse_embeddings_orders_by_index_and_decodes_base64():

@@ -250,7 +250,7 @@ def parse_chat_completion(body: Any, *, request_id: str | None = None,
     return Result(text=first["text"] if first["text"] is not None else "",
                   tool_calls=first["tool_calls"], finish_reason=first["finish_reason"],
                   usage=parse_usage(body.get("usage")), model=body.get("model"),
-                  request_id=request_id or body.get("id"), raw=body, data=parsed)
+                  request_id=request_id, raw=body, data=parsed)
 
 
 def parse_completion(body: Any, *, request_id: str | None = None,
@@ -262,7 +262,7 @@ def parse_completion(body: Any, *, request_id: str | None = None,
               for ch in choices]
     return Result(text=parsed[0]["text"], finish_reason=parsed[0]["finish_reason"],
                   usage=parse_usage(body.get("usage")), model=body.get("model"),
-                  request_id=request_id or body.get("id"), raw=body, data=parsed)
+                  request_id=request_id, raw=body, data=parsed)
 
 
 def decode_base64_floats(value: str) -> list[float]:
