@@ -70,6 +70,25 @@ def test_seekable_stream_is_rewound_for_a_retry(pkit, pclient, proxy, bucket):
     assert res.attempts == 2 and [r.body for r in proxy.requests[-2:]] == [b"payload", b"payload"]
 
 
+def test_non_seekable_stream_is_not_replayed(pkit, pclient, proxy, bucket):
+    from ipfs_accelerate_py.errors import InvalidRequest
+    from s3_kit_proxy import is_op, s3_error
+
+    class Pipe(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            return 0
+
+    proxy.fail(is_op("PUT"), s3_error(500, "InternalError"))
+    with pytest.raises(InvalidRequest) as info:
+        pclient.call("s3_kit", "put_object", {"bucket": bucket, "key": "p", "stream": Pipe(),
+                                              "content_length": 0})
+    assert "cannot be sent twice" in str(info.value)
+    assert len([r for r in proxy.requests if r.method == "PUT"]) == 1  # one attempt, no replay
+
+
 def test_list_delete_copy_requests(pkit, pclient, proxy, bucket):
     pkit.list_page(bucket, prefix="p/", continuation_token="tok", max_keys=5, delimiter="/")
     q = proxy.last.query

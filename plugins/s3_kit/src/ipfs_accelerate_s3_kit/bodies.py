@@ -14,6 +14,7 @@ import base64
 import hashlib
 import io
 import os
+import threading
 from typing import IO, Any, Callable, Iterator
 
 import attrs
@@ -104,19 +105,23 @@ class StreamBodies:
     def __init__(self, limit: int = 4096) -> None:
         self._starts: dict[str, int | None] = {}
         self._limit = limit
+        self._lock = threading.Lock()
 
     def prepare(self, request_id: str, stream: IO[bytes], length: int | None) -> Body:
         seekable = _seekable(stream)
-        if request_id in self._starts:
-            start = self._starts[request_id]
+        with self._lock:
+            seen = request_id in self._starts
+            start = self._starts.get(request_id)
+            if not seen:
+                if len(self._starts) >= self._limit:
+                    self._starts.pop(next(iter(self._starts)))
+                start = stream.tell() if seekable else None
+                self._starts[request_id] = start
+        if seen:
             if start is None:
                 raise ValueError("a non-seekable stream body cannot be sent twice (the first "
                                  "attempt consumed it); use S3Kit.upload_fileobj for retryable uploads")
             stream.seek(start)
-        else:
-            if len(self._starts) >= self._limit:
-                self._starts.pop(next(iter(self._starts)))
-            self._starts[request_id] = stream.tell() if seekable else None
         if length is None:
             if not seekable:
                 raise ValueError("a non-seekable stream needs 'content_length'")
@@ -127,7 +132,8 @@ class StreamBodies:
                     UNSIGNED_PAYLOAD, None)
 
     def forget(self, request_id: str) -> None:
-        self._starts.pop(request_id, None)
+        with self._lock:
+            self._starts.pop(request_id, None)
 
 
 def _seekable(stream: IO[bytes]) -> bool:
