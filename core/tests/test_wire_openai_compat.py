@@ -375,3 +375,10 @@ def test_null_error_field_is_not_an_error_event():
     chunks = list(oc.iter_stream_events(events({"error": None, "choices": [
         {"index": 0, "delta": {"content": "ok"}}]})))
     assert chunks[0].text == "ok"
+
+
+def test_json_mode_answers_json(srv):
+    body = {"model": "m1", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_object"}}
+    text = oc.parse_chat_completion(post(srv, "/v1/chat/completions", body).json()).text
+    assert isinstance(json.loads(text)["answer"], str)

@@ -741,6 +741,9 @@ class CompatResponder:
         n = int(body.get("n") or 1)
         salt = str(body.get("seed", ""))
         texts = [synth_text(prompt, self.seed, want, salt + (f"/{i}" if i else "")) for i in range(n)]
+        fmt = body.get("response_format")
+        if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
+            texts = [json.dumps({"answer": t}) for t in texts]  # JSON mode answers JSON
         calls = self._tool_calls(body, prompt)
         ctoks = sum(count_tokens(t) for t in texts) if not calls else count_tokens(
             "".join(c["function"]["arguments"] for c in calls))
