@@ -4,6 +4,7 @@ pipeline requests, retried on their own; a permanent failure aborts the upload."
 from __future__ import annotations
 
 import hashlib
+import re
 import io
 import os
 
@@ -146,3 +147,19 @@ def test_small_file_is_a_single_put(pkit, proxy, bucket, tmp_path):
     assert [r.method for r in proxy.requests[-1:]] == ["PUT"]
     assert "uploads" not in proxy.requests[-1].query
     assert pkit.get_bytes(bucket, "s.bin") == b"small"
+
+
+def test_wrong_final_etag_deletes_the_object(pkit, proxy, bucket, tmp_path):
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(6 * MB))
+
+    def bad_complete(req):
+        resp = proxy._upstream(req)
+        resp.body = re.sub(rb"<ETag>[^<]*</ETag>", b"<ETag>&quot;" + b"0" * 32 + b"-2&quot;</ETag>", resp.body)
+        return resp
+
+    proxy.on(is_op("POST", query="uploadId"), bad_complete)
+    with pytest.raises(MultipartUploadError) as info:
+        pkit.upload_file(src, bucket, "w.bin", part_size=5 * MB)
+    assert "does not match" in str(info.value)
+    assert pkit.list_all(bucket) == []

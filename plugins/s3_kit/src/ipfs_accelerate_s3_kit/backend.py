@@ -222,8 +222,7 @@ class S3KitBackend(Backend):
     def _error_in_200(self, request: Request, response: requests.Response, body: bytes) -> None:
         """CopyObject and CompleteMultipartUpload can fail *after* sending 200."""
         if s3xml.parse_error(body) is not None:
-            response._content = body  # type: ignore[attr-defined]
-            err = self.classify_error(request, response)
+            err = self.classify_error(request, response)  # reads the same (cached) body
             if isinstance(err, InvalidRequest) and response.status_code == 200:
                 err = self.make_error(TransientError, err.message, response, code=err.code)
             raise err

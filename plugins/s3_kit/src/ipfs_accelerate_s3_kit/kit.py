@@ -16,7 +16,6 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import IO, Any, Iterator, Mapping, Sequence
 
-from ipfs_accelerate_py.errors import TransientError
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Priority, Request
 from ipfs_accelerate_py.results import Result
@@ -207,11 +206,18 @@ class S3Kit:
                              key=pin)
         except BaseException as exc:
             aborted = self._abort(base, pending, pin)
+            if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: as they are
+                raise
             raise MultipartUploadError(f"multipart upload of {bucket}/{key} failed "
                                        f"({type(exc).__name__}: {exc}); "
                                        f"{'aborted' if aborted else 'ABORT FAILED'}",
                                        upload_id=upload_id, aborted=aborted) from exc
-        self._check_final_etag(done, md5s)
+        if not self._final_etag_ok(done, md5s):
+            # The assembled object is not what we sent: remove it rather than leave it wrong.
+            self.call("delete_object", {"bucket": bucket, "key": key}, key=pin, priority=Priority.HIGH)
+            raise MultipartUploadError(f"multipart upload of {bucket}/{key}: the server's ETag "
+                                       f"{done.data.get('etag')} does not match the parts sent; "
+                                       "the object was deleted", upload_id=upload_id, aborted=False)
         return done
 
     @staticmethod
@@ -230,15 +236,13 @@ class S3Kit:
         except Exception:
             return False
 
-    def _check_final_etag(self, done: Result, md5s: Mapping[int, bytes]) -> None:
+    def _final_etag_ok(self, done: Result, md5s: Mapping[int, bytes]) -> bool:
         """A multipart ETag is MD5(concat(part MD5s))-N; check it when the server follows that."""
         etag = (done.data.get("etag") or "").strip('"')
-        if "-" not in etag:
-            return
+        if "-" not in etag or not self.backend.option("verify_etag", True):
+            return True
         expected = hashlib.md5(b"".join(md5s[n] for n in sorted(md5s))).hexdigest() + f"-{len(md5s)}"
-        if etag != expected and self.backend.option("verify_etag", True):
-            raise TransientError(f"multipart ETag {etag} does not match the parts sent ({expected})",
-                                 backend=self.backend_name, code="ETagMismatch")
+        return etag == expected
 
     def request(self, operation: str, payload: Mapping[str, Any], **fields: Any) -> Request:
         """A :class:`Request` for this backend (for ``client.map``)."""
