@@ -91,6 +91,20 @@ def test_auth_codes_are_auth_errors_not_retried(pkit, pclient, proxy, bucket, co
     assert info.value.code == code and attempts(pclient) - before == 1
 
 
+def test_redirects_are_errors_not_bodies(pkit, pclient, proxy, bucket):
+    pkit.put_bytes(bucket, "r", b"object body")
+    moved = s3_error(301, "PermanentRedirect", "The bucket you are attempting to access must be "
+                     "addressed using the specified endpoint.")
+    proxy.fail(is_op("GET", path_contains="/r"), moved)
+    before = attempts(pclient)
+    with pytest.raises(InvalidRequest) as info:
+        pkit.get_bytes(bucket, "r")
+    assert info.value.code == "PermanentRedirect" and attempts(pclient) - before == 1
+    proxy.fail(is_op("GET", path_contains="/r"), s3_error(307, "TemporaryRedirect", "Please re-send"))
+    assert pkit.get_bytes(bucket, "r") == b"object body"
+    assert attempts(pclient) - before == 3
+
+
 def test_slowdown_counts_as_rate_limited(pkit, pclient, proxy, bucket):
     proxy.fail(is_op("GET", query="list-type"), s3_error(503, "SlowDown", "slow"))
     pkit.list_page(bucket)

@@ -189,6 +189,13 @@ class S3KitBackend(Backend):
         return presign(method.upper(), url, creds, self.region_for(key), expires_in, headers)
 
     # ------------------------------------------------------------------ errors
+    def parse_response(self, request: Request, response: requests.Response) -> Result:
+        # The pipeline sends only >= 400 to classify_error; S3's 301 PermanentRedirect (wrong
+        # region) and 307 TemporaryRedirect are failures too, never an object body.
+        if not 200 <= response.status_code < 300:
+            raise self.classify_error(request, response)
+        return super().parse_response(request, response)
+
     def classify_error(self, request: Request | None, response: requests.Response) -> ProviderError:
         """S3's ``<Error><Code>`` decides; a bodiless answer (HEAD) falls back on the status."""
         status = response.status_code
@@ -209,10 +216,10 @@ class S3KitBackend(Backend):
             cls = AuthError
         elif code in RATE_CODES or status in (429, 503):
             cls = RateLimited
-        elif code in TRANSIENT_CODES or status >= 500 or status == 408:
-            cls = TransientError
-        else:
-            cls = InvalidRequest if 400 <= status < 500 else TransientError
+        elif code in TRANSIENT_CODES or status >= 500 or status in (307, 408):
+            cls = TransientError  # 307: a new bucket's DNS is still propagating
+        else:  # other 4xx, and 301 PermanentRedirect (the bucket lives in another region)
+            cls = InvalidRequest if 300 <= status < 500 else TransientError
         text = f"S3 {code}: {message}" if code else f"S3 {message}"
         error = self.make_error(cls, text, response, code=code)
         if error.request_id is None and err and err.get("RequestId"):
