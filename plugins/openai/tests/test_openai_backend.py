@@ -319,6 +319,8 @@ def test_moderations(client, srv):
     res = client.call("openai", "moderations", {"model": "omni-moderation-latest",
                                                 "input": ["a calm day", "attack them"]})
     assert (srv.last.method, srv.last.path) == ("POST", "/v1/moderations")
+    assert srv.last.json() == {"model": "omni-moderation-latest", "input": ["a calm day", "attack them"]}
+    assert srv.last.header("authorization") == "Bearer test-key-1"
     assert [r["flagged"] for r in res.data] == [False, True]
     assert res.data[1]["categories"]["violence"] is True
     assert res.model == "omni-moderation-latest"
