@@ -187,3 +187,16 @@ def test_many_concurrent_clients(sim: Simulator) -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_large_body_arriving_in_pieces(sim: Simulator) -> None:
+    body = b"x" * (3 * 1024 * 1024)
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(0, len(body), 4096):
+            yield body[i:i + 4096]
+
+    r = requests.post(sim.url + "/wire/echo", data=body)
+    assert len(r.json()["body"]) == len(body)
+    r = requests.post(sim.url + "/wire/echo", data=pieces())  # chunked, 768 chunks
+    assert len(r.json()["body"]) == len(body)

@@ -50,6 +50,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self._can_write: asyncio.Future | None = None
         self._continue_sent = False
+        self._partial: tuple[str, str, str, dict[str, str], int, int] | None = None
 
     # -- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -83,45 +84,27 @@ class HttpProtocol(asyncio.Protocol):
     def _parse(self) -> None:
         buf = self.buf
         while buf:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEADER_BYTES:
-                    raise _BadRequest("request head too large")
-                return
-            head = bytes(buf[:end]).decode("latin-1")
-            lines = head.split("\r\n")
-            parts = lines[0].split(" ")
-            if len(parts) != 3:
-                raise _BadRequest("malformed request line")
-            method, target, version = parts
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise _BadRequest("malformed header line")
-                lname = name.strip().lower()
-                value = value.strip()
-                headers[lname] = f"{headers[lname]}, {value}" if lname in headers else value
-            pos = end + 4
-            te = headers.get("transfer-encoding", "").lower()
-            if "chunked" in te:
+            head = self._partial
+            if head is None:
+                head = self._partial = self._parse_head(buf)
+                if head is None:
+                    return
+            method, target, version, headers, pos, length = head
+            if length < 0:  # chunked
                 body_end, body = self._chunked(buf, pos)
                 if body_end < 0:
                     self._maybe_continue(headers)
                     return
             else:
-                try:
-                    length = int(headers.get("content-length") or 0)
-                except ValueError:
-                    raise _BadRequest("bad content-length") from None
-                if length < 0 or length > MAX_BODY_BYTES:
-                    raise _BadRequest("bad content-length")
+                # Only the length is checked while a large body arrives: the head is
+                # parsed once, not again for every packet.
                 if len(buf) - pos < length:
                     self._maybe_continue(headers)
                     return
                 body = bytes(buf[pos:pos + length])
                 body_end = pos + length
             del buf[:body_end]
+            self._partial = None
             self._continue_sent = False
             path, _, query = target.partition("?")
             conn = headers.get("connection", "").lower()
@@ -130,6 +113,38 @@ class HttpProtocol(asyncio.Protocol):
                                 query=parse_qs(query, keep_blank_values=True) if query else {},
                                 headers=headers, body=body)
             self.pending.append((req, keep))
+
+    @staticmethod
+    def _parse_head(buf: bytearray) -> tuple[str, str, str, dict[str, str], int, int] | None:
+        """(method, target, version, headers, body offset, length or -1 for chunked), or
+        None while the head is incomplete."""
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEADER_BYTES:
+                raise _BadRequest("request head too large")
+            return None
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            raise _BadRequest("malformed request line")
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise _BadRequest("malformed header line")
+            lname = name.strip().lower()
+            value = value.strip()
+            headers[lname] = f"{headers[lname]}, {value}" if lname in headers else value
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return method, target, version, headers, end + 4, -1
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            raise _BadRequest("bad content-length") from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            raise _BadRequest("bad content-length")
+        return method, target, version, headers, end + 4, length
 
     def _maybe_continue(self, headers: dict[str, str]) -> None:
         if (not self._continue_sent and headers.get("expect", "").lower() == "100-continue"
