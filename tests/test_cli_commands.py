@@ -194,3 +194,11 @@ def test_payload_shape_follows_the_backend(sim: Simulator, args: list[str], chec
     r = run_cli([a.replace("{sim}", sim.url) for a in args])
     assert r.returncode == 0, r.stderr
     assert check(r.stdout)
+
+
+def test_demo_falls_back_to_another_backend_without_openai() -> None:
+    r = run_cli(["demo", "--requests", "40"], env={"IPFS_ACCELERATE_DISABLE_PLUGINS": "openai"},
+                timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "openai" not in r.stdout.split("\n", 1)[0]
+    assert "lost: 0" in r.stdout
