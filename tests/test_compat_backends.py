@@ -127,13 +127,20 @@ def test_high_priority_runs_before_queued_low_priority() -> None:
         lock = threading.Lock()
         url = sim.url + "/openai/v1/chat/completions"
         futures = []
-        for label, prio in [("first", client.PRIORITY_NORMAL)] + [(f"low{i}", client.PRIORITY_LOW)
-                                                                   for i in range(4)] + [("high", client.PRIORITY_HIGH)]:
+
+        def queue(label: str, prio: int) -> None:
             fut = client.queue_with_priority({"endpoint_url": url, "data": {
                 "model": "gpt-4o-mini", "messages": CHAT}}, prio)
-            fut["_future"].add_done_callback(lambda f, label=label: (lock.acquire(), order.append(label),
-                                                                     lock.release()))
+            fut["_future"].add_done_callback(lambda f: (lock.acquire(), order.append(label),
+                                                        lock.release()))
             futures.append(fut)
+
+        queue("first", client.PRIORITY_NORMAL)
+        while client.current_requests == 0 and not futures[0]["completed"]:
+            time.sleep(0.001)  # the only worker is busy with "first" from here on
+        for i in range(4):
+            queue(f"low{i}", client.PRIORITY_LOW)
+        queue("high", client.PRIORITY_HIGH)
         while not all(f["completed"] for f in futures):
             time.sleep(0.01)
         client.close()
