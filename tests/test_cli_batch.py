@@ -213,7 +213,7 @@ def test_resume_after_sigkill_every_request_exactly_once(tmp_path: Path) -> None
             else:
                 while _lines(out) < threshold and proc.poll() is None:
                     time.sleep(0.005)
-                time.sleep(rng.uniform(0.0, 0.15))
+                time.sleep(rng.uniform(0.0, 0.05))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
