@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import CLI, clean_env, read_out, run_cli, write_requests
+from test_cli_helpers import CLI, clean_env, read_out, run_cli, write_requests
 from ipfs_accelerate_py.sim import SimConfig, Simulator
 
 

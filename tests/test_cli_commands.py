@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from cli_helpers import CLI, clean_env, run_cli
+from test_cli_helpers import CLI, clean_env, run_cli
 from ipfs_accelerate_py.plugins import get_plugin_manager
 from ipfs_accelerate_py.sim import SimConfig, Simulator
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from cli_helpers import clean_env
+from test_cli_helpers import clean_env
 from ipfs_accelerate_py import api_backends
 from ipfs_accelerate_py.api_backends import ApiKeyMultiplexer
 from ipfs_accelerate_py.api_backends.providers import ALL

@@ -1,4 +1,4 @@
-"""Shared helpers of the CLI tests: run ``ipfs-accelerate`` in a subprocess."""
+"""Shared helpers of the CLI tests (no tests here): run ``ipfs-accelerate`` in a subprocess."""
 
 from __future__ import annotations
 
