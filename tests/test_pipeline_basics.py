@@ -46,7 +46,8 @@ def test_request_id_is_sent_and_carried(pm, echo_server):
         req = Request("echo", {"n": 5}, backend="echo")
         res = c.call(req)
         assert echo_server.last.header("x-request-id") == req.request_id
-        assert res.request_id == "srv-5"  # the provider's id wins when it sends one
+        assert res.request_id == req.request_id
+        assert res.provider_request_id == "srv-5"
 
 
 def test_single_backend_is_the_default(pm, echo_server):

@@ -167,7 +167,7 @@ class Backend:
             message,
             status=response.status_code if response is not None else None,
             code=code,
-            request_id=self.provider_request_id(response),
+            provider_request_id=self.provider_request_id(response),
             retry_after=retry_after if retry_after is not None else parse_retry_after(headers),
             should_retry=parse_should_retry(headers),
             response=response,

@@ -11,6 +11,7 @@ result, a classified error, a deadline error, or cancellation.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import random
@@ -155,11 +156,30 @@ class _BackendState:
 
 def _stamp(result: Result, backend: str, key_id: str, attempts: int, request_id: str) -> None:
     # The backend just built this Result for us alone: fill in the pipeline's fields in
-    # place (cheaper than attrs.evolve on the hot path).
+    # place (cheaper than attrs.evolve on the hot path).  An id the backend set is the
+    # provider's; ours always goes in ``request_id``.
+    theirs = result.request_id
+    if theirs and theirs != request_id and result.provider_request_id is None:
+        object.__setattr__(result, "provider_request_id", theirs)
     object.__setattr__(result, "backend", backend)
     object.__setattr__(result, "key_id", key_id)
     object.__setattr__(result, "attempts", attempts)
     object.__setattr__(result, "request_id", request_id)
+
+
+def _error_for(err: ProviderError, job: _Job, shared: bool) -> ProviderError:
+    """The error as this job's: our request id in ``request_id`` (a backend may have put
+    the provider's there), and a copy of its own when a batch shares one error."""
+    if shared:
+        original = err
+        err = copy.copy(err)
+        err.response, err.key_id, err.attempts = original.response, original.key_id, original.attempts
+    ours = job.request.request_id
+    if err.request_id and err.request_id != ours and err.provider_request_id is None:
+        err.provider_request_id = err.request_id
+    err.request_id = ours
+    err.attempts = job.attempts
+    return err
 
 
 def _has_token_limit(limiter: Any) -> bool:
@@ -732,7 +752,7 @@ class Client:
                       success=epoch, info=hints[0] if hints else None,
                       acquired_at=jobs[0].acquired_at)
         for j, r in zip(jobs, parts):
-            _stamp(r, bs.name, key.key_id, j.attempts, r.request_id or j.request.request_id)
+            _stamp(r, bs.name, key.key_id, j.attempts, j.request.request_id)
             if j.future.done():
                 continue
             j.future.set_result(r)
@@ -850,10 +870,9 @@ class Client:
                       and bs.breaker.state(now) != "closed")
             self._cond.notify_all()
         for j in jobs:
-            j.last_error = err
-            if not err.request_id:
-                err.request_id = j.request.request_id
-            self._after_failure(j, key, err, now, outage,
+            jerr = _error_for(err, j, shared=len(jobs) > 1)
+            j.last_error = jerr
+            self._after_failure(j, key, jerr, now, outage,
                                 reroute=(cls is ErrorClass.AUTH and other_keys and j.request.key is None))
 
     def _after_failure(self, job: _Job, key: KeyCandidate, err: ProviderError, now: float,

@@ -122,12 +122,16 @@ class ProviderError(AccelerateError):
         should_retry: bool | None = None,
         response: Any = None,
         backend: str | None = None,
+        provider_request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
+        #: The pipeline's id of the request (set by the pipeline on every error).
         self.request_id = request_id
+        #: The provider's own id of the request, when its answer carried one.
+        self.provider_request_id = provider_request_id
         self.retry_after = retry_after
         self.should_retry = should_retry
         self.response = response
@@ -145,6 +149,8 @@ class ProviderError(AccelerateError):
             parts.append(f"backend={self.backend}")
         if self.request_id:
             parts.append(f"request_id={self.request_id}")
+        if self.provider_request_id:
+            parts.append(f"provider_request_id={self.provider_request_id}")
         return " ".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if parts[1:] else "")
 
     def __repr__(self) -> str:
@@ -153,12 +159,14 @@ class ProviderError(AccelerateError):
     def __reduce__(self):  # keep errors picklable across processes (without the response)
         return (_rebuild_error, (type(self), self.message, self.status, self.code,
                                  self.request_id, self.retry_after, self.should_retry,
-                                 self.backend))
+                                 self.backend, self.provider_request_id))
 
 
-def _rebuild_error(cls, message, status, code, request_id, retry_after, should_retry, backend):
+def _rebuild_error(cls, message, status, code, request_id, retry_after, should_retry, backend,
+                   provider_request_id=None):
     return cls(message, status=status, code=code, request_id=request_id,
-               retry_after=retry_after, should_retry=should_retry, backend=backend)
+               retry_after=retry_after, should_retry=should_retry, backend=backend,
+               provider_request_id=provider_request_id)
 
 
 class RateLimited(ProviderError):

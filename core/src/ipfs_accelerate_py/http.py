@@ -44,7 +44,7 @@ class Transport:
     def send(self, req: HttpRequest, timeout: tuple[float, float], *,
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
         try:
-            return self.session.request(
+            resp = self.session.request(
                 req.method, req.url, headers=req.headers, params=req.params, json=req.json,
                 data=req.data, stream=req.stream, timeout=req.timeout or timeout,
                 allow_redirects=False,
@@ -55,9 +55,28 @@ class Transport:
         except requests.ConnectionError as exc:
             raise ConnectionFailed(f"connection failed: {_short(exc)}", backend=backend,
                                    request_id=request_id) from None
+        _redact(resp)
+        return resp
 
     def close(self) -> None:
         self.session.close()
+
+
+#: Request headers that carry a credential.  Responses keep a reference to the request
+#: that produced them (``response.request``), and errors keep the response, so these are
+#: blanked as soon as the answer arrives: the response stays reachable, the key does not.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key",
+                            "x-goog-api-key", "x-amz-security-token", "cookie"})
+
+
+def _redact(resp: requests.Response) -> None:
+    prepared = getattr(resp, "request", None)
+    headers = getattr(prepared, "headers", None)
+    if not headers:
+        return
+    for name in list(headers):
+        if name.lower() in SECRET_HEADERS:
+            headers[name] = "***"
 
 
 def _short(exc: BaseException) -> str:

@@ -56,10 +56,13 @@ class Result:
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    #: The pipeline's request id (a backend may put the provider's id here; the pipeline
+    #: moves it to ``provider_request_id``).
     request_id: str | None = None
     raw: Any = attrs.field(default=None, repr=False)
     data: Any = attrs.field(default=None, repr=False)
     backend: str | None = None
+    provider_request_id: str | None = None
     key_id: str | None = None
     attempts: int = 1
 

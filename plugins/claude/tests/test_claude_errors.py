@@ -78,7 +78,7 @@ def test_error_bodies_are_classified(srv, client, status, etype, message, cls):
     err = info.value
     assert type(err) is cls
     assert err.status == status and err.code == etype and err.message == message
-    assert err.request_id == "req_011CSHoEeqs5C35K2UUqR7Fy"
+    assert err.provider_request_id == "req_011CSHoEeqs5C35K2UUqR7Fy"
     assert "test-key-1" not in str(err) and "test-key-1" not in repr(err)
 
 
@@ -87,7 +87,7 @@ def test_request_id_falls_back_to_the_body(srv, client):
                                     "request_id": "req_body_only"}, 500))
     with pytest.raises(TransientError) as info:
         client.call("claude", "messages", PAYLOAD)
-    assert info.value.request_id == "req_body_only"
+    assert info.value.provider_request_id == "req_body_only"
 
 
 def test_the_server_answers_prompt_too_long_itself(client):

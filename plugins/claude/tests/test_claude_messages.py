@@ -60,7 +60,7 @@ def test_messages_sends_the_exact_request_and_parses_the_message(srv, client):
     assert res.usage.prompt_tokens == raw["usage"]["input_tokens"]
     assert res.usage.completion_tokens == raw["usage"]["output_tokens"]
     assert res.usage.total_tokens == res.usage.prompt_tokens + res.usage.completion_tokens
-    assert res.request_id.startswith("req_")  # the provider's request-id header
+    assert res.provider_request_id.startswith("req_")  # the provider's request-id header
     assert res.backend == "claude" and res.key_id
 
 

@@ -63,7 +63,7 @@ def test_generate_sends_the_native_request_with_the_key_in_a_header(srv, client)
     meta = raw["usageMetadata"]
     assert (res.usage.prompt_tokens, res.usage.completion_tokens, res.usage.total_tokens) == (
         meta["promptTokenCount"], meta["candidatesTokenCount"], meta["totalTokenCount"])
-    assert res.request_id == raw["responseId"]
+    assert res.provider_request_id == raw["responseId"]
 
 
 def test_chat_converts_openai_style_messages(srv, client):

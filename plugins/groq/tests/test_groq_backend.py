@@ -83,7 +83,7 @@ def test_chat_exact_request_and_result(client, srv):
     assert sent.json() == payload
     assert res.text and res.finish_reason == "stop" and res.model == MODEL
     assert res.usage.total_tokens == res.usage.prompt_tokens + res.usage.completion_tokens
-    assert res.request_id.startswith("req_") and res.raw["x_groq"]["id"].startswith("req_")
+    assert res.provider_request_id.startswith("req_") and res.raw["x_groq"]["id"].startswith("req_")
 
 
 def test_sdk_style_base_url_gets_the_openai_path(srv):
@@ -190,7 +190,7 @@ def test_429_classification_and_retry_after(srv):
     resp = requests.post(srv.url + "/openai/v1/chat/completions", json=CHAT,
                          headers={"Authorization": "Bearer test-key-1"}, timeout=5)
     err = GroqBackend().classify_error(None, resp)
-    assert isinstance(err, RateLimited) and err.retry_after == 7.0 and err.request_id.startswith("req_")
+    assert isinstance(err, RateLimited) and err.retry_after == 7.0 and err.provider_request_id.startswith("req_")
     assert "requests per day (RPD)" in err.message
 
 

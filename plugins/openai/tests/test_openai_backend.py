@@ -98,7 +98,7 @@ def test_chat_exact_request_and_result(client, srv):
     assert isinstance(res, Result) and res.text and res.finish_reason == "stop"
     assert res.model == "gpt-4o-mini" and res.backend == "openai" and res.attempts == 1
     assert res.usage.total_tokens == res.usage.prompt_tokens + res.usage.completion_tokens > 0
-    assert res.request_id.startswith("req_")  # the provider's x-request-id
+    assert res.provider_request_id.startswith("req_")  # the provider's x-request-id
     assert res.data[0]["logprobs"]["content"]
     assert res.raw["system_fingerprint"] == "fp_simulated"
 
@@ -415,7 +415,7 @@ def test_429_answer_looks_like_openai(srv):
     assert (parsed.limit_tokens, parsed.remaining_tokens, parsed.reset_tokens) == (40000, 39000, 0.01)
     assert parsed.retry_after == 20.0
     err = backend.classify_error(None, resp)
-    assert isinstance(err, RateLimited) and err.retry_after == 20.0 and err.request_id.startswith("req_")
+    assert isinstance(err, RateLimited) and err.retry_after == 20.0 and err.provider_request_id.startswith("req_")
 
 
 def test_success_headers_feed_the_limiter(srv):
@@ -493,7 +493,7 @@ def test_tool_call_shape_parsed_from_real_body(client, srv):
     res = client.call("openai", "chat", {**CHAT, "tools": TOOLS})
     assert res.tool_calls == (ToolCall("call_a", "get_weather", "{\"city\":\"Paris\"}"),
                               ToolCall("call_b", "get_time", "{}"))
-    assert res.usage == Usage(80, 30, 110) and res.request_id == "req_fixed"
+    assert res.usage == Usage(80, 30, 110) and res.provider_request_id == "req_fixed"
 
 
 def test_default_server_sends_no_fixed_rate_limit_headers():
