@@ -53,6 +53,9 @@ def test_secret_absent_from_every_pipeline_output(pm, echo_server, caplog, value
             c.call("echo", "echo", {"n": 2})
         except Exception as exc:
             outputs += [str(exc), repr(exc), repr(exc.__dict__)]
+            # the response stays reachable for debugging, the key does not
+            outputs.append(repr(dict(exc.response.request.headers)))
+            assert exc.response.status_code == 400
     for text in outputs:
         assert value not in text
     # but it was on the wire
