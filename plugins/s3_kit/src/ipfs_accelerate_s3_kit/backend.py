@@ -80,7 +80,6 @@ class S3KitBackend(Backend):
         "list_buckets": "list the account's buckets",
         "create_bucket": "create a bucket (payload: bucket, region?)",
         "delete_bucket": "delete an empty bucket",
-        "head_bucket": "whether a bucket exists and is accessible (and its region)",
         "put_object": "upload an object from body (bytes), file (path) or stream (file object)",
         "get_object": "download an object to bytes, or to 'file' (atomic, verified)",
         "head_object": "an object's size, ETag, type and metadata",
@@ -201,7 +200,7 @@ class S3KitBackend(Backend):
         """S3's ``<Error><Code>`` decides; a bodiless answer (HEAD) falls back on the status."""
         status = response.status_code
         body = b""
-        if request is None or request.operation not in ("head_object", "head_bucket"):
+        if request is None or request.operation != "head_object":
             try:
                 body = response.content or b""
             except (requests.RequestException, OSError):
@@ -271,13 +270,6 @@ class S3KitBackend(Backend):
 
     def parse_delete_bucket(self, request: Request, response: requests.Response) -> Result:
         return self._result(response, {"deleted": True})
-
-    def build_head_bucket(self, request: Request, key: ApiKey | None) -> HttpRequest:
-        return self._signed("HEAD", key, request.payload["bucket"])
-
-    def parse_head_bucket(self, request: Request, response: requests.Response) -> Result:
-        return self._result(response, {"exists": True,
-                                       "region": response.headers.get("x-amz-bucket-region")})
 
     # ------------------------------------------------------------------ objects
     def _upload_body(self, request: Request) -> bodies.Body:

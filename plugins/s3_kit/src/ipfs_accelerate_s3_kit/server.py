@@ -169,14 +169,6 @@ class S3Server(ProtocolServer):
             self.buckets[bucket] = {"created": time.time(), "objects": {}}
         return ServerResponse(200, {"Location": f"/{bucket}"}, b"")
 
-    @route("HEAD", "/{bucket}")
-    def head_bucket(self, req: ServerRequest, bucket: str) -> ServerResponse:
-        with self._lock:
-            b = self._bucket(req, bucket)
-        if isinstance(b, ServerResponse):
-            return b
-        return ServerResponse(200, {"x-amz-bucket-region": self.region, "Content-Length": "0"}, b"")
-
     @route("DELETE", "/{bucket}")
     def delete_bucket(self, req: ServerRequest, bucket: str) -> ServerResponse:
         with self._lock:
