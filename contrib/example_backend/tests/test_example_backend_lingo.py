@@ -55,7 +55,8 @@ def test_translate_sends_lingos_exact_request(server):
     assert sent.header("lingo-request-id", "").startswith("req_")
     assert json.loads(sent.body) == {"q": ["hello world"], "target": "fr", "source": "en"}
     assert res.text == "olleh dlrow" and res.data == ["olleh dlrow"]
-    assert res.request_id.startswith("lg_")  # the provider's id, for support tickets
+    assert res.request_id == sent.header("lingo-request-id")  # ours, sent along
+    assert res.provider_request_id.startswith("lg_")  # theirs, for support tickets
 
 
 def test_a_list_of_texts_is_one_call_in_order(server):
@@ -97,8 +98,9 @@ def test_fault_kinds_are_classified_and_not_retried(server, status, kind, cls):
             client.call("lingo", "translate", {"text": "x", "target": "fr"})
     err = info.value
     assert type(err) is cls
-    assert (err.status, err.code, err.message, err.request_id) == (
+    assert (err.status, err.code, err.message, err.provider_request_id) == (
         status, kind, f"the {kind} detail", "lg_err")
+    assert err.request_id == server.last.header("lingo-request-id")
     assert len(server.requests) == 1
     assert "test-key-1" not in str(err) + repr(err)
 

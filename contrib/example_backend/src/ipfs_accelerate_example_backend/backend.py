@@ -100,7 +100,7 @@ class LingoBackend(Backend):
                                   response, code="malformed_response") from None
         single = isinstance(request.payload["text"], str)
         return Result(text=texts[0] if single and texts else None, data=texts, raw=body,
-                      request_id=self.provider_request_id(response))
+                      provider_request_id=self.provider_request_id(response))
 
     # -- languages: the list comes from the service, never from this plugin -----------
     def build_languages(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -112,7 +112,7 @@ class LingoBackend(Backend):
             raise self.make_error(TransientError, "languages answer without 'languages'",
                                   response, code="malformed_response")
         return Result(data=body["languages"], raw=body,
-                      request_id=self.provider_request_id(response))
+                      provider_request_id=self.provider_request_id(response))
 
     # -- errors and quota --------------------------------------------------------------
     def classify_error(self, request: Request | None, response: requests.Response) -> ProviderError:
@@ -161,8 +161,8 @@ class LingoBackend(Backend):
         if len(texts) != len(requests):
             raise TransientError(f"Lingo answered {len(texts)} translations for "
                                  f"{len(requests)} texts", backend=self.name)
-        return [Result(text=t, data=[t], raw=result.raw, request_id=result.request_id)
-                for t in texts]
+        return [Result(text=t, data=[t], raw=result.raw,
+                       provider_request_id=result.provider_request_id) for t in texts]
 
 
 def _num(value: str | None) -> float | None:
