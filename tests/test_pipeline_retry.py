@@ -180,3 +180,20 @@ def test_rate_limited_error_is_final_after_attempts(pm, echo_server):
         with pytest.raises(RateLimited):
             c.call("echo", "echo", {"n": 1})
         assert c.stats().backends["echo"]["rate_limited"] == 2
+
+
+def test_forbidden_is_not_a_bad_key(pm, echo_server):
+    # 403 is about the resource, not the key: no key is taken out of rotation.
+    echo_server.script(err(403, message="no access to this model"))
+    with make(pm, echo_server, keys=("test-key-1", "test-key-2")) as c:
+        with pytest.raises(AuthError):
+            c.call("echo", "echo", {"n": 1})
+        assert all(v.get("healthy") for v in c.stats().keys.values())
+
+
+def test_a_redirect_is_an_error_not_a_result(pm, echo_server):
+    echo_server.script(ServerResponse(301, {"Location": "https://elsewhere.invalid/"}, b""))
+    with make(pm, echo_server) as c:
+        with pytest.raises(InvalidRequest) as info:
+            c.call("echo", "echo", {"n": 1})
+    assert info.value.status == 301 and len(echo_server.requests) == 1

@@ -775,7 +775,7 @@ class Client:
             info = backend.rate_limit_info(resp)
             if info is not None:
                 hints.append(info)
-            if resp.status_code >= 400:
+            if not 200 <= resp.status_code < 300:  # redirects are not followed: an error too
                 raise backend.classify_error(request, resp)
             if not request.stream:
                 return backend.parse_response(request, resp)
@@ -860,7 +860,11 @@ class Client:
             if cls is ErrorClass.RATE_LIMITED:
                 key.limiter.observe_429(err.retry_after, now)
             other_keys = any(k.healthy and k is not key for k in bs.keys)
-            if cls is ErrorClass.AUTH and other_keys and jobs[0].request.key is None:
+            # 403 is usually a permission on a resource (a bucket, a model), not a bad key;
+            # a backend that knows better says so in ``key_rejected``.
+            rejected = cls is ErrorClass.AUTH and (
+                err.key_rejected if err.key_rejected is not None else err.status != 403)
+            if rejected and other_keys and jobs[0].request.key is None:
                 # Multiplexing: a rejected key is taken out of rotation; others carry on.
                 key.healthy = False
                 key.disabled_reason = f"{err.status} {err.code or ''}".strip()
@@ -873,7 +877,7 @@ class Client:
             jerr = _error_for(err, j, shared=len(jobs) > 1)
             j.last_error = jerr
             self._after_failure(j, key, jerr, now, outage,
-                                reroute=(cls is ErrorClass.AUTH and other_keys and j.request.key is None))
+                                reroute=(rejected and other_keys and j.request.key is None))
 
     def _after_failure(self, job: _Job, key: KeyCandidate, err: ProviderError, now: float,
                        outage: bool, reroute: bool) -> None:

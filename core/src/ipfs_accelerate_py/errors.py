@@ -137,6 +137,10 @@ class ProviderError(AccelerateError):
         self.response = response
         self.backend = backend
         self.key_id: str | None = None  # a short non-secret id, filled by the pipeline
+        #: For auth errors: does the provider reject the key itself (take it out of
+        #: rotation) rather than a permission on one resource?  None: decide by status
+        #: (401 yes, 403 no).
+        self.key_rejected: bool | None = None
         self.attempts: int = 0
 
     def __str__(self) -> str:
@@ -220,6 +224,8 @@ ERROR_TYPES: dict[ErrorClass, type[ProviderError]] = {
 
 def error_for_status(status: int) -> type[ProviderError]:
     """The default class for an HTTP status when the body says nothing more specific."""
+    if 300 <= status < 400:
+        return InvalidRequest  # a redirect we do not follow: the base URL is probably wrong
     if status == 429:
         return RateLimited
     if status in (401, 403):

@@ -36,6 +36,9 @@ NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NoSuc
 AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken",
                         "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
                         "RequestTimeTooSkewed", "InvalidSecurity"})
+#: Auth codes that condemn the credential pair itself (not a bucket's permissions).
+KEY_REJECTED_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken",
+                                "InvalidToken", "InvalidSecurity"})
 RATE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
                         "TooManyRequests", "ServiceUnavailable"})
 # Worth another attempt: the server timed out reading us, failed, or got a corrupted body.
@@ -222,8 +225,12 @@ class S3KitBackend(Backend):
             cls = InvalidRequest if 300 <= status < 500 else TransientError
         text = f"S3 {code}: {message}" if code else f"S3 {message}"
         error = self.make_error(cls, text, response, code=code)
-        if error.request_id is None and err and err.get("RequestId"):
-            error.request_id = err["RequestId"]
+        if error.provider_request_id is None and err and err.get("RequestId"):
+            error.provider_request_id = err["RequestId"]
+        if cls is AuthError:
+            # S3 answers 403 for bad credentials and for missing permissions alike; only the
+            # former should take a credential pair out of rotation.
+            error.key_rejected = code in KEY_REJECTED_CODES
         return error
 
     def _error_in_200(self, request: Request, response: requests.Response, body: bytes) -> None:
