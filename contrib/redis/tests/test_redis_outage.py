@@ -12,6 +12,13 @@ from ipfs_accelerate_redis import RedisStatePlugin, RedisStateStore, RedisStateW
 from ipfs_accelerate_redis.health import redact_url
 
 
+def _wait_until_recovered(store: RedisStateStore) -> None:
+    end = time.monotonic() + 10
+    while store.degraded and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not store.degraded
+
+
 def test_unreachable_at_start_names_the_url_without_password(own_redis) -> None:
     port = own_redis.port
     own_redis.stop()
@@ -32,7 +39,7 @@ def test_redact_url() -> None:
 
 def test_falls_back_then_recovers(own_redis, caplog) -> None:
     store = RedisStateStore(own_redis.url, retry_interval=0.1, refresh=0.0, socket_timeout=5.0)
-    lim = store.limiter("echo/k", 600.0, None, 1.0, time.monotonic())  # 10/s
+    lim = store.limiter("echo/k", 60.0, None, 1.0, time.monotonic())  # 1/s
     brk = store.breaker("echo@x", BreakerPolicy(), None)
     ctr = store.counter("done")
     assert lim.acquire(0, time.monotonic()) and ctr.incr() == 1
@@ -48,11 +55,11 @@ def test_falls_back_then_recovers(own_redis, caplog) -> None:
         brk.record_success(time.monotonic(), brk.on_dispatch(time.monotonic()))
         assert ctr.incr() == 2  # kept locally
         own_redis.start()  # an empty server: the state was not persisted
-        time.sleep(0.15)
-        assert lim.wait_time(0, time.monotonic() + 1) == 0.0  # probes, finds Redis again
-        assert not store.degraded
+        _wait_until_recovered(store)  # the background probe finds Redis again
+        assert lim.wait_time(0, time.monotonic() + 1) == 0.0
         assert ctr.value() == 1  # the pending increment reached the new server (it restarted empty)
     assert store.health.outages == 1 and store.health.recoveries == 1
+    assert not store.health._prober.is_alive()  # the probe thread ends once Redis is back
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     assert lim.acquire(0, time.monotonic())
     store.close()
@@ -69,7 +76,42 @@ def test_fail_closed_admits_nothing_while_down(own_redis) -> None:
     assert lim.wait_time(0, time.monotonic()) > 0
     assert lim.headroom(time.monotonic()) == 0.0
     own_redis.start()
-    time.sleep(0.25)
+    _wait_until_recovered(store)
     assert lim.wait_time(0, time.monotonic()) == 0.0
+    assert lim.acquire(0, time.monotonic())
+    store.close()
+
+
+def test_a_hung_redis_costs_one_timeout_then_no_more_calls(own_redis) -> None:
+    """SIGSTOP: connections hang instead of being refused.  One call waits out the socket
+    timeout; afterwards the pipeline's calls answer locally without touching Redis while a
+    background thread probes, and SIGCONT brings the shared limits back."""
+    import os
+    import signal
+
+    store = RedisStateStore(own_redis.url, socket_timeout=0.3, retry_interval=0.1)
+    lim = store.limiter("echo/k", 60000.0, None, None, time.monotonic())
+    assert lim.acquire(0, time.monotonic())
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.warns(RedisStateWarning):
+            assert lim.acquire(0, time.monotonic())  # waits 0.3 s, then local
+        script = store.limiter_script
+        sent: list[int] = []
+
+        def counting(*args, **kwargs):
+            sent.append(1)
+            return script(*args, **kwargs)
+
+        store.limiter_script = counting
+        for _ in range(50):  # the pipeline's calls no longer go to the hung server
+            lim.acquire(0, time.monotonic())
+            lim.wait_time(0, time.monotonic())
+            lim.snapshot(time.monotonic())
+        assert sent == [] and store.degraded
+        store.limiter_script = script
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    _wait_until_recovered(store)
     assert lim.acquire(0, time.monotonic())
     store.close()

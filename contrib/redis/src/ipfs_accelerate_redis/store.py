@@ -101,7 +101,8 @@ class RedisStateStore(StateStore):
         a positive wait) instead of falling back to local limits.
     :param socket_timeout: seconds per Redis operation; the pipeline calls the store under
         its lock, so keep this small.
-    :param retry_interval: while Redis is down, how often to try it again.
+    :param retry_interval: while Redis is down, how often a background thread PINGs it
+        (the pipeline's calls never wait on a dead or hung Redis meanwhile).
     :param refresh: how old a mirrored limiter / breaker state may be for the read-only
         questions (``wait_time``, ``can_dispatch``) before it is read again.
     :param ttl: seconds after its last change that an idle limiter or breaker is dropped.
@@ -135,7 +136,6 @@ class RedisStateStore(StateStore):
         self.local_share = local_share
         self.fallback_description = ("admitting nothing (fail-closed)" if fail_closed
                                      else "using local in-memory limits")
-        self.health = Health(self.url_safe, retry_interval)
         if client is None:
             try:
                 client = redis.Redis.from_url(
@@ -144,6 +144,7 @@ class RedisStateStore(StateStore):
             except ValueError as exc:
                 raise ConfigError("redis url", f"{self.url_safe}: {exc}") from None
         self.redis = client
+        self.health = Health(self.url_safe, retry_interval, probe=client.ping)
         try:
             client.ping()
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -213,6 +214,7 @@ class RedisStateStore(StateStore):
         return out
 
     def close(self) -> None:
+        self.health.close()
         self.redis.close()
 
     def __repr__(self) -> str:
