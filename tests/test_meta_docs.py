@@ -41,6 +41,19 @@ def test_every_code_reference_exists():
     assert not problems, _report(problems)
 
 
+def test_every_python_block_in_docs_compiles():
+    docs = [f for f in check_docs.doc_files() if f.is_relative_to(ROOT / "docs")]
+    problems = check_docs.check_code_blocks(docs)
+    assert not problems, _report(problems)
+
+
+def test_a_python_block_that_does_not_compile_is_reported(tmp_path: Path):
+    page = tmp_path / "page.md"
+    page.write_text("# T\n\n```python\nx = [...]\n```\n\ntext\n\n```python\nok = 1\ndef f(:\n```\n")
+    problems = check_docs.check_code_blocks([page])
+    assert len(problems) == 1 and problems[0].startswith(f"{page}:11:"), problems
+
+
 def test_hook_reference_is_generated_from_the_hookspecs():
     page = (ROOT / "docs" / "hooks.md").read_text(encoding="utf-8")
     assert page == gen_hook_reference.render(), "run python3 tools/gen_hook_reference.py"

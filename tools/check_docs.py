@@ -8,6 +8,7 @@ contrib/*/README.md:
 
 * every relative link resolves to a file or folder in the repository, and every
   ``#anchor`` (in the same page or another .md page) to a heading of that page;
+* every ```python block in docs/ compiles;
 * every dotted reference to our code (``ipfs_accelerate_py.x.y``, or a plugin package's
   ``ipfs_accelerate_<name>.x``) names something that exists: the module imports and the
   attribute path resolves;
@@ -180,6 +181,25 @@ def check_references(files: Iterable[Path]) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------ code blocks
+_PY_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def check_code_blocks(files: Iterable[Path]) -> list[str]:
+    """Every ```python block compiles (excerpts may elide with ``...``, which is Python)."""
+    problems: list[str] = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for m in _PY_BLOCK.finditer(text):
+            start = text[:m.start()].count("\n") + 2  # the first line of code
+            try:
+                compile(m.group(1), str(path), "exec")
+            except SyntaxError as exc:
+                problems.append(f"{_rel(path)}:{start + (exc.lineno or 1) - 1}: python block does "
+                                f"not compile: {exc.msg}")
+    return problems
+
+
 # ------------------------------------------------------------------ generated and required pages
 def check_hook_reference() -> list[str]:
     sys.path.insert(0, str(ROOT / "tools"))
@@ -316,8 +336,9 @@ def check_backend_pages() -> list[str]:
 
 def run() -> list[str]:
     files = doc_files()
-    return (check_links(files) + check_references(files) + check_hook_reference()
-            + check_configuration() + check_backend_pages())
+    docs = [f for f in files if f.is_relative_to(ROOT / "docs")]
+    return (check_links(files) + check_references(files) + check_code_blocks(docs)
+            + check_hook_reference() + check_configuration() + check_backend_pages())
 
 
 def main() -> int:
