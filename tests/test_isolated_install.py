@@ -144,10 +144,20 @@ COMMON = """
 def core_alone(wheelhouse: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("core-alone")
     python = _make_venv(tmp / "venv", wheelhouse, "ipfs-accelerate-core")
-    return _run_probe(python, COMMON + f"""
+    facts = _run_probe(python, COMMON + f"""
     facts["unknown_backend"] = unknown("{PLUGIN}")
     print(json.dumps(facts))
     """, tmp)
+    facts["cli"] = _cli_plugins(python, tmp)
+    return facts
+
+
+def _cli_plugins(python: Path, cwd: Path) -> dict[str, Any]:
+    """``ipfs-accelerate plugins --json`` through the venv's console script."""
+    cli = subprocess.run([str(python.parent / "ipfs-accelerate"), "plugins", "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    return json.loads(cli.stdout)
 
 
 @pytest.fixture(scope="session")
@@ -184,10 +194,7 @@ def with_plugin(wheelhouse: tuple[Path, Path], tmp_path_factory: pytest.TempPath
     facts["plugin_file"] = importlib.util.find_spec("ipfs_accelerate_{PLUGIN}").origin
     print(json.dumps(facts))
     """, tmp)
-    cli = subprocess.run([str(python.parent / "ipfs-accelerate"), "plugins", "--json"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp)
-    assert cli.returncode == 0, cli.stderr[-2000:]
-    facts["cli"] = json.loads(cli.stdout)
+    facts["cli"] = _cli_plugins(python, tmp)
     return facts
 
 
@@ -201,6 +208,8 @@ def test_core_alone_installs_and_imports_from_the_venv(core_alone):
     assert not _inside(core_alone["core_file"], str(ROOT))
     assert core_alone["dists"] == ["ipfs-accelerate-core"]
     assert core_alone["plugins"] == [] and core_alone["entry_points"] == []
+    assert core_alone["cli"]["backends"] == {}
+    assert "first-available" in core_alone["cli"]["strategies"]
 
 
 def test_core_alone_names_the_package_to_install(core_alone):
