@@ -575,6 +575,14 @@ def read_batch_input(path: str, backends: Mapping[str, Any]) -> tuple[list[_Line
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    if getattr(args, "redis", None):  # several workers, one job: the Redis plugin does it
+        try:
+            from ipfs_accelerate_redis.batch import cli_batch
+        except ImportError as exc:
+            if exc.name not in ("ipfs_accelerate_redis", "ipfs_accelerate_redis.batch", "redis"):
+                raise
+            raise CliError("--redis needs the Redis plugin: pip install ipfs-accelerate-redis") from None
+        return cli_batch(args)
     from .client import Client
     from .journal import JournalMismatch, ResumableOutput, file_digest
     from .plugins import get_plugin_manager
@@ -915,6 +923,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--errors", metavar="PATH", help="bad-lines file (default: OUT.errors.jsonl)")
     p.add_argument("--restart", action="store_true",
                    help="discard OUT and the journal and start over")
+    p.add_argument("--redis", metavar="URL",
+                   help="distributed: workers started with the same IN and URL share the job "
+                        "through Redis Streams (needs ipfs-accelerate-redis; no journal)")
+    p.add_argument("--job", metavar="NAME", help="with --redis: the job name (default: a hash "
+                                                 "of IN's content)")
+    p.add_argument("--claim-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="with --redis: take over a silent worker's requests after this long "
+                        "(default: %(default)s)")
     _add_key_options(p)
     _add_pipeline_options(p)
     p.set_defaults(func=cmd_batch)

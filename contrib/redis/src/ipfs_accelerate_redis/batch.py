@@ -1,0 +1,463 @@
+"""Distributed ``ipfs-accelerate batch IN.jsonl -o OUT.jsonl --redis URL``.
+
+Several workers (processes, possibly on several hosts) consume one job through a Redis
+Stream and a consumer group:
+
+* The job is named after a hash of the input's content (or ``--job NAME``).  Whoever wins
+  the ``loader`` lock (SET NX with an expiry it keeps refreshing) adds every valid input
+  line to ``ipfs-accelerate:job:<name>:requests`` with the explicit entry id
+  ``<line number>-0``.  Explicit ids make loading idempotent: a loader killed midway is
+  replaced (its lock expires) and the next one continues after the stream's last entry;
+  a duplicate XADD is refused by Redis.
+* Each worker (consumer ``host:pid``) reads entries with XREADGROUP, never holding more
+  than ``capacity`` at once, runs them through the pipeline ``Client`` and records the
+  outcome with one Lua script: HSETNX into ``...:results`` (the first result of an id
+  wins, so each id is in the output exactly once) and XACK, atomically.
+* A live worker touches its pending entries every ``claim_timeout / 3`` (XCLAIM to itself,
+  only for entries it still owns), so only a dead or hung worker's entries become idle;
+  every worker XAUTOCLAIMs entries idle longer than ``claim_timeout`` and runs them.  A
+  request may therefore be *sent* twice (its first worker died after the provider
+  answered), but it is *recorded* once.
+* When the results hash holds as many ids as were loaded, every worker writes OUT from it
+  (ordered by input line, temp file + rename) and exits.  The job's keys expire after
+  ``ttl`` (7 days), so running the command again just rewrites OUT.
+
+API keys are never written to Redis: entries hold the request lines, results the same
+redacted result lines the single-process batch writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import redis
+
+from ipfs_accelerate_py.cli import (REDACT, CliError, Progress, _err, error_json,
+                                    read_batch_input, result_json)
+from ipfs_accelerate_py.request import Request
+
+from .health import redact_url
+
+PREFIX = "ipfs-accelerate:job:"
+GROUP = "workers"
+DEFAULT_CLAIM_TIMEOUT = 30.0
+DEFAULT_TTL = 7 * 86400
+
+# KEYS: results hash, stream.  ARGV: group, then (entry id, request id, value) triples.
+# First result wins (HSETNX); the entry is acknowledged in the same atomic step.
+RECORD_LUA = """
+local added = 0
+for i = 2, #ARGV, 3 do
+  added = added + redis.call('HSETNX', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  redis.call('XACK', KEYS[2], ARGV[1], ARGV[i])
+end
+return added
+"""
+
+# KEYS: stream.  ARGV: group, consumer, entry ids.  Reset the idle time of the entries
+# this consumer still owns (never takes back one another worker has claimed meanwhile).
+TOUCH_LUA = """
+local kept = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #p > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    kept = kept + 1
+  end
+end
+return kept
+"""
+
+# KEYS: lock.  ARGV: owner, ttl ms.  Extend the lock only while we still hold it.
+REFRESH_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class JobKeys:
+    """The Redis keys of one job."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        base = f"{PREFIX}{name}:"
+        self.requests = base + "requests"  # stream of request lines
+        self.results = base + "results"    # hash: request id -> "<line>:<output line>"
+        self.meta = base + "meta"          # hash: total, bad, loaded
+        self.lock = base + "loader"        # who loads the stream
+
+    def all(self) -> list[str]:
+        return [self.requests, self.results, self.meta, self.lock]
+
+
+def job_name(input_path: str | os.PathLike[str]) -> str:
+    """The default job name: a hash of the input's content (same file, same job)."""
+    h = hashlib.sha256()
+    with open(input_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def default_consumer() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def record_results(r: redis.Redis, keys: JobKeys,
+                   items: Iterable[tuple[str, str, int, str]]) -> int:
+    """Record (entry id, request id, line number, output line) outcomes and acknowledge
+    their entries; an id that already has a result keeps it.  Returns how many were new."""
+    argv: list[Any] = [GROUP]
+    for entry_id, rid, line_no, text in items:
+        argv += [entry_id, rid, f"{line_no}:{text}"]
+    if len(argv) == 1:
+        return 0
+    return int(r.eval(RECORD_LUA, 2, keys.results, keys.requests, *argv))
+
+
+@dataclass
+class BatchSummary:
+    job: str
+    total: int
+    written: int
+    ok: int
+    failed: int
+    bad: int
+    processed_here: int   # results this worker recorded first
+    claimed: int          # entries taken over from other (dead) workers
+    loaded_here: bool
+
+    @property
+    def lost(self) -> int:
+        return self.total - self.written
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 and self.bad == 0 and self.lost == 0 else 1
+
+
+def _decode(v: Any) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+class _Worker:
+    def __init__(self, r: redis.Redis, keys: JobKeys, consumer: str, lines: list[Any],
+                 client: Any, claim_timeout: float, capacity: int, ttl: int,
+                 progress: Progress | None) -> None:
+        self.r = r
+        self.keys = keys
+        self.consumer = consumer
+        self.lines = lines
+        self.client = client
+        self.claim_timeout = claim_timeout
+        self.capacity = max(1, capacity)
+        self.ttl = ttl
+        self.progress = progress
+        self.done_q: queue.Queue = queue.Queue()
+        self.in_flight: dict[str, tuple[str, int]] = {}  # entry id -> (request id, line)
+        self.loaded_here = False
+        self.processed = 0
+        self.claimed = 0
+        self.cursor = "0-0"
+        self.record = r.register_script(RECORD_LUA)
+        self.touch = r.register_script(TOUCH_LUA)
+        self.refresh = r.register_script(REFRESH_LUA)
+
+    # ----------------------------------------------------------------- loading
+    def create_group(self) -> None:
+        try:  # at id 0: the group sees every entry, whenever it is added
+            self.r.xgroup_create(self.keys.requests, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def try_load(self) -> bool:
+        """Load the stream if nobody else is (or the last loader died).  True once loaded."""
+        if _decode(self.r.hget(self.keys.meta, "loaded")) == "1":
+            return True
+        lock_ms = max(1000, int(self.claim_timeout * 1000))
+        if not self.r.set(self.keys.lock, self.consumer, nx=True, px=lock_ms):
+            return False
+        self.loaded_here = True
+        last = self.r.xrevrange(self.keys.requests, count=1)
+        after = int(_decode(last[0][0]).split("-")[0]) if last else 0
+        todo = [ln for ln in self.lines if ln.line_no > after]
+        for start in range(0, len(todo), 500):
+            pipe = self.r.pipeline(transaction=False)
+            for ln in todo[start:start + 500]:
+                line = json.dumps({"id": ln.id, "backend": ln.backend, "operation": ln.operation,
+                                   "payload": ln.payload, "priority": int(ln.priority)},
+                                  ensure_ascii=False)
+                pipe.xadd(self.keys.requests, {"line": ln.line_no, "request": line},
+                          id=f"{ln.line_no}-0")
+            for res in pipe.execute(raise_on_error=False):
+                if isinstance(res, Exception) and "equal or smaller" not in str(res):
+                    raise res  # anything but "another loader added it already"
+            if not self.refresh(keys=[self.keys.lock], args=[self.consumer, lock_ms]):
+                return False  # we were too slow and lost the lock; the next loader continues
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.keys.meta, mapping={"total": len(self.lines), "loaded": 1})
+        pipe.delete(self.keys.lock)
+        for k in (self.keys.requests, self.keys.meta):
+            pipe.expire(k, self.ttl)
+        pipe.execute()
+        return True
+
+    def status(self) -> tuple[bool, int, int]:
+        """(loaded, total, results so far)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(self.keys.meta, ["loaded", "total"])
+        pipe.hlen(self.keys.results)
+        (loaded, total), count = pipe.execute()
+        return _decode(loaded) == "1", int(total or 0), int(count)
+
+    # ----------------------------------------------------------------- running
+    def dispatch(self, entries: list[tuple[Any, Mapping[Any, Any]]]) -> None:
+        parsed = []
+        for entry_id, fields in entries:
+            if not fields:  # deleted under us (the job expired or was removed)
+                continue
+            eid = _decode(entry_id)
+            f = {_decode(k): _decode(v) for k, v in fields.items()}
+            line_no = int(f["line"])
+            obj = json.loads(f["request"])
+            parsed.append((eid, line_no, obj))
+        if not parsed:
+            return
+        have = self.r.hmget(self.keys.results, [obj["id"] for _, _, obj in parsed])
+        stale = [eid for (eid, _, _), got in zip(parsed, have) if got is not None]
+        if stale:  # already recorded by a worker that stalled, then finished
+            self.r.xack(self.keys.requests, GROUP, *stale)
+        for (eid, line_no, obj), got in zip(parsed, have):
+            if got is not None or eid in self.in_flight:
+                continue
+            self.in_flight[eid] = (obj["id"], line_no)
+            try:
+                req = Request(operation=obj["operation"], payload=obj["payload"],
+                              backend=obj["backend"], priority=obj.get("priority", 1),
+                              tags={"id": obj["id"]})
+                fut = self.client.submit(req, block=True)
+            except Exception as exc:  # refused up front: a failed result, not a hang
+                self.done_q.put((eid, None, exc))
+                continue
+            fut.add_done_callback(lambda f, eid=eid: self.done_q.put((eid, f, None)))
+
+    def harvest(self, wait: float = 0.0) -> None:
+        batch = []
+        try:
+            batch.append(self.done_q.get(timeout=wait) if wait > 0 else self.done_q.get_nowait())
+            while True:
+                batch.append(self.done_q.get_nowait())
+        except queue.Empty:
+            pass
+        if not batch:
+            return
+        items = []
+        nfail = 0
+        for eid, fut, exc in batch:
+            rid, line_no = self.in_flight.pop(eid)
+            if exc is None:
+                exc = fut.exception()
+            try:
+                rec = ({"id": rid, "ok": True, "result": result_json(fut.result())}
+                       if exc is None else {"id": rid, "ok": False, "error": error_json(exc)})
+                text = json.dumps(rec, ensure_ascii=False)
+            except Exception as ser:
+                exc = ser
+                text = json.dumps({"id": rid, "ok": False, "error": {
+                    "type": "OutputError", "message": f"result not serialisable: {ser}"}})
+            nfail += exc is not None
+            items.append((eid, rid, line_no, REDACT(text)))
+        added = record_results(self.r, self.keys, items)
+        if added and self.processed == 0:  # the hash exists now: give it the job's expiry
+            self.r.expire(self.keys.results, self.ttl)
+        self.processed += added
+        if self.progress is not None:
+            self.progress.advance(0, nfail)
+
+    def autoclaim(self, count: int) -> list[Any]:
+        res = self.r.xautoclaim(self.keys.requests, GROUP, self.consumer,
+                                min_idle_time=int(self.claim_timeout * 1000),
+                                start_id=self.cursor, count=count)
+        self.cursor = _decode(res[0])
+        # (our own entries are touched while in flight; skip one that a stall let go idle)
+        entries = [e for e in res[1] if e[1] and _decode(e[0]) not in self.in_flight]
+        self.claimed += len(entries)
+        if entries:
+            _err(f"worker {self.consumer}: took over {len(entries)} request(s) idle longer "
+                 f"than {self.claim_timeout:g} s")
+        return entries
+
+    def run(self) -> None:
+        self.create_group()
+        loaded = self.try_load()
+        now = time.monotonic()
+        next_touch = next_claim = now + self.claim_timeout / 3
+        next_check = now
+        beat = self.claim_timeout / 3
+        while True:
+            self.harvest()
+            now = time.monotonic()
+            if now >= next_check:
+                if not loaded:
+                    loaded = self.try_load()
+                is_loaded, total, count = self.status()
+                loaded = loaded or is_loaded
+                if self.progress is not None:
+                    self.progress.total, self.progress.done = total, count
+                if is_loaded and count >= total:
+                    return
+                next_check = now + 0.1
+            if self.in_flight and now >= next_touch:
+                self.touch(keys=[self.keys.requests],
+                           args=[GROUP, self.consumer, *self.in_flight])
+                next_touch = now + beat
+            free = self.capacity - len(self.in_flight)
+            if free > 0 and now >= next_claim:
+                self.dispatch(self.autoclaim(free))
+                next_claim = now + min(beat, 1.0)
+                free = self.capacity - len(self.in_flight)
+            if free > 0:
+                got = self.r.xreadgroup(GROUP, self.consumer, {self.keys.requests: ">"},
+                                        count=free, block=50)
+                for _stream, entries in got or ():
+                    self.dispatch(entries)
+            else:
+                self.harvest(wait=0.05)
+
+
+def _write_output(r: redis.Redis, keys: JobKeys, path: Path) -> tuple[int, int]:
+    """OUT from the results hash, by input line, atomically.  Returns (written, ok)."""
+    rows = []
+    for _rid, value in r.hscan_iter(keys.results, count=1000):
+        line_no, _, text = _decode(value).partition(":")
+        rows.append((int(line_no), text))
+    rows.sort()
+    ok = 0
+    tmp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for _, text in rows:
+            ok += bool(json.loads(text).get("ok"))
+            f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(rows), ok
+
+
+def _write_errors(path: Path, bad: list[dict]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for b in bad:
+            f.write(REDACT(json.dumps(b)) + "\n")
+    os.replace(tmp, path)
+
+
+def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
+                          redis_url: str | None = None, *, job: str | None = None,
+                          consumer: str | None = None,
+                          client: Any | Callable[[list[str]], Any] = None,
+                          installed: Mapping[str, Any] | None = None,
+                          claim_timeout: float = DEFAULT_CLAIM_TIMEOUT, capacity: int = 16,
+                          errors_path: str | os.PathLike[str] | None = None,
+                          redis_client: redis.Redis | None = None, ttl: int = DEFAULT_TTL,
+                          show_progress: bool = True) -> BatchSummary:
+    """Work on the job of ``input_path`` with the other workers until every request has a
+    result, then write ``output_path``.
+
+    ``client`` is a pipeline Client, or a callable building one from the list of backends
+    the input uses (called once; that client is closed at the end).  ``installed`` maps
+    backend names to classes (default: the installed plugins) to validate input lines.
+    """
+    if not claim_timeout > 0:
+        raise CliError("--claim-timeout must be > 0 seconds")
+    if installed is None:
+        from ipfs_accelerate_py.plugins import get_plugin_manager
+
+        installed = get_plugin_manager().backends()
+    lines, bad = read_batch_input(str(input_path), installed)
+    out = Path(output_path)
+    name = job or job_name(input_path)
+    keys = JobKeys(name)
+    consumer = consumer or default_consumer()
+    r = redis_client or redis.Redis.from_url(redis_url or "redis://127.0.0.1:6379/0",
+                                             socket_connect_timeout=5)
+    shown = redact_url(redis_url) if redis_url else "the given Redis client"
+    try:
+        r.ping()
+    except redis.RedisError as exc:
+        raise CliError(f"cannot reach Redis at {shown}: {exc}") from None
+    _write_errors(Path(errors_path) if errors_path else out.with_name(out.name + ".errors.jsonl"),
+                  bad)
+    own_client = callable(client) and not hasattr(client, "submit")
+    used = sorted({ln.backend for ln in lines})
+    pipeline = client(used) if own_client else client
+    if pipeline is None:
+        raise CliError("no pipeline client")
+    progress = Progress(len(lines), pipeline, label=f"{consumer} ") if show_progress else None
+    worker = _Worker(r, keys, consumer, lines, pipeline, claim_timeout, capacity, ttl, progress)
+    try:
+        try:
+            if progress is not None:
+                with progress:
+                    worker.run()
+            else:
+                worker.run()
+        except redis.RedisError as exc:
+            raise CliError(f"lost Redis at {shown}: {exc}") from None
+        if worker.loaded_here:
+            for b in bad:
+                _err(f"{input_path}:{b['line']}: {b['error']}")
+        total = int(r.hget(keys.meta, "total") or 0)
+        written, ok = _write_output(r, keys, out)
+    finally:
+        if own_client:
+            pipeline.close(wait=False)
+    return BatchSummary(job=name, total=total, written=written, ok=ok, failed=written - ok,
+                        bad=len(bad), processed_here=worker.processed, claimed=worker.claimed,
+                        loaded_here=worker.loaded_here)
+
+
+def cli_batch(args: Any) -> int:
+    """``ipfs-accelerate batch ... --redis URL``: the CLI's options mapped onto
+    :func:`run_distributed_batch`."""
+    from ipfs_accelerate_py.cli import (_backend_config, _client_config, _parse_base_urls,
+                                        read_keys_file)
+    from ipfs_accelerate_py.client import Client
+    from ipfs_accelerate_py.plugins import get_plugin_manager
+
+    if args.restart:
+        raise CliError("--restart does not apply with --redis: name a new job with --job")
+    installed = get_plugin_manager().backends()
+    made: list[Any] = []
+
+    def make_client(used: list[str]) -> Any:
+        keys_file = read_keys_file(args.keys_file) if args.keys_file else None
+        bases = _parse_base_urls(args.base_url, used)
+        configs = [_backend_config(n, installed[n], args, keys_file, bases.get(n)) for n in used]
+        made.append(Client(configs, _client_config(args)))
+        return made[0]
+
+    concurrency = max(1, args.concurrency or 8)
+    summary = run_distributed_batch(
+        args.input, args.output, args.redis, job=args.job, client=make_client,
+        installed=installed, claim_timeout=args.claim_timeout or DEFAULT_CLAIM_TIMEOUT,
+        capacity=2 * concurrency, errors_path=args.errors)
+    if made:
+        print(made[0].stats().table())
+    print(f"job {summary.job}: this worker ran {summary.processed_here} request(s), "
+          f"took over {summary.claimed}" + (", loaded the job" if summary.loaded_here else ""))
+    print(f"requests: {summary.total}  written: {summary.written}  ok: {summary.ok}  "
+          f"failed: {summary.failed}  bad lines: {summary.bad}  lost: {summary.lost}")
+    print(f"output: {args.output}")
+    return summary.exit_code
