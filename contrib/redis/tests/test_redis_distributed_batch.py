@@ -17,7 +17,8 @@ from typing import Iterator
 import pytest
 import redis
 
-from ipfs_accelerate_redis.batch import GROUP, JobKeys, _Worker, record_results, run_distributed_batch
+from ipfs_accelerate_redis.batch import (GROUP, JobKeys, _Worker, input_digest, record_results,
+                                         run_distributed_batch)
 
 CLI = [sys.executable, "-m", "ipfs_accelerate_py.cli"]
 KEYS = ("test-key-1", "test-key-2")
@@ -187,6 +188,7 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
     """A loader died after 5 lines (its lock expired) and a worker died holding line 2:
     one new worker loads the rest, takes line 2 over and writes the whole output; run
     again, it rewrites OUT from Redis without sending anything."""
+    from ipfs_accelerate_py.cli import CliError
     from ipfs_accelerate_py.client import Client
     from ipfs_accelerate_py.config import BackendConfig, ClientConfig
     from ipfs_accelerate_py.plugins import get_plugin_manager
@@ -205,6 +207,7 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
     lines, bad = read_batch_input(str(inp), installed)
     assert len(lines) == n and len(bad) == 1
     ghost = _Worker(r, keys, "ghost:1", lines[:5], None, 0.3, 4, 3600, None)
+    ghost.digest = input_digest(inp)
     ghost.create_group()
     assert ghost.try_load()  # loaded 5 lines ...
     r.hdel(keys.meta, "loaded", "total")  # ... and died before saying so
@@ -233,6 +236,13 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
                                           claim_timeout=0.3, show_progress=False)
             assert again.processed_here == 0 and not again.loaded_here
             assert out.read_bytes() == first
+            # a worker given another file (or lacking a plugin) for the same job refuses
+            other = tmp_path / "other.jsonl"
+            _write_requests(other, n + 1)
+            with pytest.raises(CliError, match="another input"):
+                run_distributed_batch(other, tmp_path / "o2.jsonl", redis_client=r, job=namespace,
+                                      client=client, installed=installed, show_progress=False)
+            assert not (tmp_path / "o2.jsonl").exists()
         assert r.ttl(keys.results) > 0 and r.ttl(keys.requests) > 0  # the job expires
         assert not r.exists(keys.lock)
 

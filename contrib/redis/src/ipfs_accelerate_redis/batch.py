@@ -100,13 +100,18 @@ class JobKeys:
         return [self.requests, self.results, self.meta, self.lock]
 
 
-def job_name(input_path: str | os.PathLike[str]) -> str:
-    """The default job name: a hash of the input's content (same file, same job)."""
+def input_digest(input_path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the input file's content."""
     h = hashlib.sha256()
     with open(input_path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def job_name(input_path: str | os.PathLike[str]) -> str:
+    """The default job name: a hash of the input's content (same file, same job)."""
+    return input_digest(input_path)[:16]
 
 
 def default_consumer() -> str:
@@ -163,6 +168,7 @@ class _Worker:
         self.capacity = max(1, capacity)
         self.ttl = ttl
         self.progress = progress
+        self.digest = ""  # of this worker's input; every worker must have the same
         self.done_q: queue.Queue = queue.Queue()
         self.in_flight: dict[str, tuple[str, int]] = {}  # entry id -> (request id, line)
         self.loaded_here = False
@@ -206,7 +212,8 @@ class _Worker:
             if not self.refresh(keys=[self.keys.lock], args=[self.consumer, lock_ms]):
                 return False  # we were too slow and lost the lock; the next loader continues
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.keys.meta, mapping={"total": len(self.lines), "loaded": 1})
+        pipe.hset(self.keys.meta, mapping={"total": len(self.lines), "input": self.digest,
+                                           "loaded": 1})
         pipe.delete(self.keys.lock)
         for k in (self.keys.requests, self.keys.meta):
             pipe.expire(k, self.ttl)
@@ -216,10 +223,18 @@ class _Worker:
     def status(self) -> tuple[bool, int, int]:
         """(loaded, total, results so far)."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hmget(self.keys.meta, ["loaded", "total"])
+        pipe.hmget(self.keys.meta, ["loaded", "total", "input"])
         pipe.hlen(self.keys.results)
-        (loaded, total), count = pipe.execute()
-        return _decode(loaded) == "1", int(total or 0), int(count)
+        (loaded, total, digest), count = pipe.execute()
+        if _decode(loaded) != "1":
+            return False, 0, int(count)
+        if (digest and _decode(digest) != self.digest) or int(total) != len(self.lines):
+            # Another file, or other plugins here (a line valid there is bad here): this
+            # worker would record failures for requests the others can run.
+            raise CliError(f"job {self.keys.name} was loaded from another input or with other "
+                           f"backends installed ({int(total)} valid requests there, "
+                           f"{len(self.lines)} here); every worker needs the same IN and plugins")
+        return True, int(total), int(count)
 
     # ----------------------------------------------------------------- running
     def dispatch(self, entries: list[tuple[Any, Mapping[Any, Any]]]) -> None:
@@ -318,6 +333,9 @@ class _Worker:
                 if is_loaded and count >= total:
                     return
                 next_check = now + 0.1
+            if not loaded:  # nothing to read before the job is known to be this input
+                time.sleep(0.05)
+                continue
             if self.in_flight and now >= next_touch:
                 self.touch(keys=[self.keys.requests],
                            args=[GROUP, self.consumer, *self.in_flight])
@@ -387,7 +405,8 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
         installed = get_plugin_manager().backends()
     lines, bad = read_batch_input(str(input_path), installed)
     out = Path(output_path)
-    name = job or job_name(input_path)
+    digest = input_digest(input_path)
+    name = job or digest[:16]
     keys = JobKeys(name)
     consumer = consumer or default_consumer()
     r = redis_client or redis.Redis.from_url(redis_url or "redis://127.0.0.1:6379/0",
@@ -406,6 +425,7 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
         raise CliError("no pipeline client")
     progress = Progress(len(lines), pipeline, label=f"{consumer} ") if show_progress else None
     worker = _Worker(r, keys, consumer, lines, pipeline, claim_timeout, capacity, ttl, progress)
+    worker.digest = digest
     try:
         try:
             if progress is not None:
