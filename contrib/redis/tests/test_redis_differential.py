@@ -62,13 +62,17 @@ def test_breaker_matches_the_core(redis_server, ops, trials, threshold) -> None:
         store.close()
 
 
+# Learned limits per hour: refill stays far below the comparison tolerance even when the
+# machine stalls for seconds between the two limiters' clocks.
 info_st = st.builds(RateLimitInfo,
                     limit_requests=st.sampled_from([None, 6.0, 60.0]),
                     remaining_requests=st.sampled_from([None, 0.0, 1.0, 3.0, 50.0]),
                     reset_requests=st.sampled_from([None, 600.0]),
-                    limit_tokens=st.sampled_from([None, 600.0]),
-                    remaining_tokens=st.sampled_from([None, 0.0, 100.0]),
-                    reset_tokens=st.sampled_from([None, 600.0]))
+                    request_window=st.just(3600.0),
+                    limit_tokens=st.sampled_from([None, 60.0]),
+                    remaining_tokens=st.sampled_from([None, 0.0, 10.0, 100.0]),
+                    reset_tokens=st.sampled_from([None, 600.0]),
+                    token_window=st.just(3600.0))
 limiter_ops = st.lists(st.one_of(
     st.tuples(st.just("acquire"), st.sampled_from([0, 10, 200])),
     st.tuples(st.just("release"), st.sampled_from([0, 10])),
@@ -115,7 +119,7 @@ def test_limiter_matches_the_core(redis_server, ops, rpm, tpm, burst) -> None:
                 if a[field] is None:
                     assert b[field] is None, field
                 else:
-                    assert abs(b[field] - a[field]) < 0.05, (field, a, b)
+                    assert abs(b[field] - a[field]) < 0.2, (field, a, b)  # 2 s of refill at most
             assert b["learned"] == a["learned"]
             assert (b["cooldown"] > 0) == (a["cooldown"] > 0)
             assert (red.wait_time(0, now) > 0) == (ref.wait_time(0, now) > 0)
