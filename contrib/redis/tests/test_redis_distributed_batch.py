@@ -266,3 +266,55 @@ def test_unreachable_redis_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     assert main(["batch", str(inp), "-o", str(tmp_path / "o.jsonl"), "--redis", "redis://x",
                  "--restart"]) == 2
     assert "--job" in capsys.readouterr().err
+
+
+def test_a_request_that_kills_every_worker_is_failed_not_retried_forever(
+        redis_url: str, namespace: str, tmp_path: Path) -> None:
+    from ipfs_accelerate_py.cli import read_batch_input
+    from ipfs_accelerate_py.client import Client
+    from ipfs_accelerate_py.config import BackendConfig, ClientConfig
+    from ipfs_accelerate_py.plugins import get_plugin_manager
+    from ipfs_accelerate_py.sim import SimConfig, Simulator
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = _write_requests(inp, 4)
+    r = redis.Redis.from_url(redis_url)
+    keys = JobKeys(namespace)
+    installed = get_plugin_manager().backends()
+    lines, _ = read_batch_input(str(inp), installed)
+    loader = _Worker(r, keys, "ghost:1", lines, None, 0.2, 4, 3600, None)
+    loader.digest = input_digest(inp)
+    loader.create_group()
+    assert loader.try_load()
+    r.xreadgroup(GROUP, "ghost:1", {keys.requests: ">"}, count=1)  # r0: delivered once ...
+    for ghost in ("ghost:2", "ghost:3"):  # ... and taken over by two more that died too
+        r.xclaim(keys.requests, GROUP, ghost, 0, ["1-0"])
+    with Simulator(SimConfig(latency=0.001)) as sim:
+        cfg = BackendConfig(name="openai", keys=[KEYS[0]], base_url=sim.url + "/openai/v1")
+        with Client([cfg], ClientConfig(max_concurrency=4)) as client:
+            summary = run_distributed_batch(inp, out, redis_client=r, job=namespace,
+                                            consumer="w:4", client=client, installed=installed,
+                                            claim_timeout=0.2, max_deliveries=3,
+                                            show_progress=False)
+    rows = _read(out)
+    assert [x["id"] for x in rows] == ids
+    assert rows[0]["ok"] is False and rows[0]["error"]["type"] == "WorkerLost"
+    assert all(x["ok"] for x in rows[1:])
+    assert (summary.written, summary.ok, summary.failed, summary.claimed) == (4, 3, 1, 1)
+    assert r.xpending(keys.requests, GROUP)["pending"] == 0
+
+
+def test_a_job_of_bad_lines_only_finishes_without_a_client(redis_url: str, namespace: str,
+                                                           tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"backend": "nope", "operation": "chat", "payload": {}}\n[1]\n')
+    r = redis.Redis.from_url(redis_url)
+
+    def no_client(used: list[str]) -> None:
+        raise AssertionError("no request to run")
+
+    summary = run_distributed_batch(inp, out, redis_client=r, job=namespace, client=no_client,
+                                    show_progress=False)
+    assert (summary.total, summary.written, summary.bad, summary.exit_code) == (0, 0, 2, 1)
+    assert out.read_text() == ""
+    assert len(_read(tmp_path / "out.jsonl.errors.jsonl")) == 2

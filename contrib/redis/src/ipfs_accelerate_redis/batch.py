@@ -50,6 +50,7 @@ PREFIX = "ipfs-accelerate:job:"
 GROUP = "workers"
 DEFAULT_CLAIM_TIMEOUT = 30.0
 DEFAULT_TTL = 7 * 86400
+DEFAULT_MAX_DELIVERIES = 5
 
 # KEYS: results hash, stream.  ARGV: group, then (entry id, request id, value) triples.
 # First result wins (HSETNX); the entry is acknowledged in the same atomic step.
@@ -168,6 +169,7 @@ class _Worker:
         self.capacity = max(1, capacity)
         self.ttl = ttl
         self.progress = progress
+        self.max_deliveries = DEFAULT_MAX_DELIVERIES
         self.digest = ""  # of this worker's input; every worker must have the same
         self.done_q: queue.Queue = queue.Queue()
         self.in_flight: dict[str, tuple[str, int]] = {}  # entry id -> (request id, line)
@@ -311,7 +313,33 @@ class _Worker:
         if entries:
             _err(f"worker {self.consumer}: took over {len(entries)} request(s) idle longer "
                  f"than {self.claim_timeout:g} s")
+            entries = self._drop_poison(entries)
         return entries
+
+    def _drop_poison(self, entries: list[Any]) -> list[Any]:
+        """A request whose every worker died (delivered ``max_deliveries`` times) is
+        recorded as failed rather than passed on to kill the next worker too."""
+        pipe = self.r.pipeline(transaction=False)
+        for e in entries:
+            pipe.xpending_range(self.keys.requests, GROUP, min=e[0], max=e[0], count=1)
+        times = {_decode(p["message_id"]): int(p["times_delivered"])
+                 for found in pipe.execute() for p in found}
+        keep, failed = [], []
+        for entry in entries:
+            eid = _decode(entry[0])
+            if times.get(eid, 0) <= self.max_deliveries:
+                keep.append(entry)
+                continue
+            f = {_decode(k): _decode(v) for k, v in entry[1].items()}
+            rid = json.loads(f["request"])["id"]
+            failed.append((eid, rid, int(f["line"]), json.dumps({"id": rid, "ok": False, "error": {
+                "type": "WorkerLost", "message": f"delivered {times[eid]} times; every worker "
+                                                 f"that took it stopped before finishing"}})))
+        if failed:
+            _err(f"worker {self.consumer}: {len(failed)} request(s) failed: every worker that "
+                 f"took them stopped ({self.max_deliveries} deliveries)")
+            self.processed += record_results(self.r, self.keys, failed)
+        return keep
 
     def run(self) -> None:
         self.create_group()
@@ -389,6 +417,7 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
                           claim_timeout: float = DEFAULT_CLAIM_TIMEOUT, capacity: int = 16,
                           errors_path: str | os.PathLike[str] | None = None,
                           redis_client: redis.Redis | None = None, ttl: int = DEFAULT_TTL,
+                          max_deliveries: int = DEFAULT_MAX_DELIVERIES,
                           show_progress: bool = True) -> BatchSummary:
     """Work on the job of ``input_path`` with the other workers until every request has a
     result, then write ``output_path``.
@@ -396,6 +425,8 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
     ``client`` is a pipeline Client, or a callable building one from the list of backends
     the input uses (called once; that client is closed at the end).  ``installed`` maps
     backend names to classes (default: the installed plugins) to validate input lines.
+    A request delivered more than ``max_deliveries`` times (each of its workers died) is
+    recorded as failed (``WorkerLost``).
     """
     if not claim_timeout > 0:
         raise CliError("--claim-timeout must be > 0 seconds")
@@ -420,12 +451,13 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
                   bad)
     own_client = callable(client) and not hasattr(client, "submit")
     used = sorted({ln.backend for ln in lines})
-    pipeline = client(used) if own_client else client
-    if pipeline is None:
+    pipeline = (client(used) if used else None) if own_client else client
+    if pipeline is None and lines:
         raise CliError("no pipeline client")
     progress = Progress(len(lines), pipeline, label=f"{consumer} ") if show_progress else None
     worker = _Worker(r, keys, consumer, lines, pipeline, claim_timeout, capacity, ttl, progress)
     worker.digest = digest
+    worker.max_deliveries = max_deliveries
     try:
         try:
             if progress is not None:
@@ -441,7 +473,7 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
         total = int(r.hget(keys.meta, "total") or 0)
         written, ok = _write_output(r, keys, out)
     finally:
-        if own_client:
+        if own_client and pipeline is not None:
             pipeline.close(wait=False)
     return BatchSummary(job=name, total=total, written=written, ok=ok, failed=written - ok,
                         bad=len(bad), processed_here=worker.processed, claimed=worker.claimed,
@@ -471,7 +503,7 @@ def cli_batch(args: Any) -> int:
     concurrency = max(1, args.concurrency or 8)
     summary = run_distributed_batch(
         args.input, args.output, args.redis, job=args.job, client=make_client,
-        installed=installed, claim_timeout=args.claim_timeout or DEFAULT_CLAIM_TIMEOUT,
+        installed=installed, claim_timeout=args.claim_timeout,
         capacity=2 * concurrency, errors_path=args.errors)
     if made:
         print(made[0].stats().table())
