@@ -128,7 +128,8 @@ def record_results(r: redis.Redis, keys: JobKeys,
         argv += [entry_id, rid, f"{line_no}:{text}"]
     if len(argv) == 1:
         return 0
-    return int(r.eval(RECORD_LUA, 2, keys.results, keys.requests, *argv))
+    script = r.register_script(RECORD_LUA)  # EVALSHA, reloaded after a server restart
+    return int(script(keys=[keys.results, keys.requests], args=argv))
 
 
 @dataclass
@@ -177,7 +178,6 @@ class _Worker:
         self.processed = 0
         self.claimed = 0
         self.cursor = "0-0"
-        self.record = r.register_script(RECORD_LUA)
         self.touch = r.register_script(TOUCH_LUA)
         self.refresh = r.register_script(REFRESH_LUA)
 
