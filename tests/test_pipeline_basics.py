@@ -256,3 +256,9 @@ def test_stats_snapshot_and_reset(pm, echo_server):
         assert "echo" in snap.table() and "p95 ms" in snap.table()
         c.reset_stats()
         assert c.stats().backends["echo"]["requests"] == 0
+
+
+def test_request_id_header_can_be_turned_off(pm, echo_server):
+    with make(pm, echo_server, send_request_id=False) as c:
+        c.call("echo", "echo", {"n": 1})
+    assert echo_server.last.header("x-request-id") is None

@@ -70,6 +70,9 @@ class Backend:
 
             raise ConfigError("base_url", f"backend {self.name!r} needs a base_url")
         self.base_url = base.rstrip("/")
+        #: Send the pipeline's request id in ``request_id_header``.  Off with
+        #: ``options={"send_request_id": False}`` or ``ClientConfig(send_request_id=False)``.
+        self.send_request_id = bool(self.config.options.get("send_request_id", True))
 
     # ------------------------------------------------------------------ configuration
     @classmethod
@@ -131,7 +134,7 @@ class Backend:
                                  backend=self.name)
         http = builder(request, key)
         headers = {**self.auth_headers(key), **http.headers}
-        if self.request_id_header and self.config.options.get("send_request_id", True):
+        if self.request_id_header and self.send_request_id:
             headers.setdefault(self.request_id_header, request.request_id)
         http.headers = headers
         if request.stream:

@@ -276,6 +276,8 @@ class Client:
             backend = cls(item)
         cfg = backend.config
         name = backend.name
+        if not self.config.send_request_id:
+            backend.send_request_id = False
         if name in self._backends:
             raise ConfigError("backends", f"backend {name!r} configured twice")
         keys: Sequence[ApiKey] = cfg.keys or tuple(type(backend).keys_from())

@@ -8,9 +8,9 @@ no plugin but a backend.
 
 Hooks that may run for every request (``accelerate_select_key``, ``accelerate_backoff``
 and the monitoring hooks) are called on the pipeline's worker threads: keep them fast and
-thread-safe.  A hook that raises fails only the request it was called for, with a
-:class:`~ipfs_accelerate_py.errors.PluginError` naming the plugin; the pipeline keeps
-serving the others.
+thread-safe.  A per-request decision hook that raises fails only the request it was called
+for, with a :class:`~ipfs_accelerate_py.errors.PluginError` naming the plugin; a monitoring
+hook that raises is logged and ignored.  Either way the pipeline keeps serving the others.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .queue import PriorityRequestQueue
     from .request import Request
     from .retry import RetryDecision
-    from .selection import KeyCandidate
+    from .selection import KeyCandidate, Strategy
     from .server import ProtocolServer
     from .state import StateStore
 
@@ -126,7 +126,7 @@ def accelerate_make_breaker(endpoint: str, policy: BreakerPolicy, store: StateSt
 # ---------------------------------------------------------------- per-request decisions
 @hookspec(firstresult=True)
 def accelerate_select_key(request: Request, candidates: Sequence[KeyCandidate],
-                          strategy: str) -> KeyCandidate | None:
+                          strategy: Strategy) -> KeyCandidate | None:
     """Choose the key that will carry ``request``.
 
     :param request: the request being dispatched.
@@ -134,12 +134,14 @@ def accelerate_select_key(request: Request, candidates: Sequence[KeyCandidate],
         admitted by their rate limiter, not disabled), each a
         :class:`~ipfs_accelerate_py.selection.KeyCandidate` with its live state:
         ``in_flight``, ``max_concurrent``, ``headroom`` (0..1), ``healthy``.  Never empty.
-    :param strategy: the strategy name from the client's configuration.
+    :param strategy: the strategy object resolved for the request's backend (made by the
+        factory that :func:`accelerate_strategies` registered under the configured name).
     :return: one of ``candidates``, or None to defer to the next implementation.  First
         result wins; the core's default applies the named strategy from
         :func:`accelerate_strategies` (or the built-in ``first-available``).
 
-    Called on a worker thread, under the pipeline's lock, for every attempt: keep it fast.
+    Called on the dispatching thread (a worker, or the caller of ``Client.call``), under the
+    pipeline's lock, for every attempt: keep it fast.
     """
 
 
