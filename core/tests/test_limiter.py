@@ -194,8 +194,10 @@ def test_observe_learns_limits_and_remaining():
     assert snap["request_level"] == pytest.approx(10)
     assert snap["token_level"] == pytest.approx(30_000)
     assert snap["cooldown"] == 0.0
-    # capacity is the limit: after a long idle the key may send a full window's worth
-    assert k.snapshot(1000.0)["request_level"] == pytest.approx(120)
+    # capacity: the most `remaining` ever reported, plus the request just spent
+    assert k.snapshot(1000.0)["request_level"] == pytest.approx(11)
+    k.observe(Info(limit_requests=120, remaining_requests=119), 1000.0)
+    assert k.snapshot(2000.0)["request_level"] == pytest.approx(120)  # never above the limit
 
 
 def test_observe_per_day_window():
@@ -206,7 +208,8 @@ def test_observe_per_day_window():
 
 def test_observe_remaining_zero_cools_down_until_reset():
     k = KeyLimiter(0.0, requests_per_minute=600)
-    k.observe(Info(limit_requests=10_000, remaining_requests=0, reset_requests=7.5), 1.0)
+    # no limit said: the window is taken to come back whole at the reset
+    k.observe(Info(remaining_requests=0, reset_requests=7.5), 1.0)
     assert k.requests_per_minute == 600  # configured wins
     assert k.wait_time(0, 1.0) == pytest.approx(7.5)
     assert k.headroom(1.0) == 0.0
@@ -214,6 +217,20 @@ def test_observe_remaining_zero_cools_down_until_reset():
     assert k.acquire(0, 8.5)
     k.observe(Info(remaining_tokens=0, reset_tokens=3.0), 10.0)
     assert k.wait_time(0, 10.0) == pytest.approx(3.0)
+
+
+def test_remaining_zero_on_a_refilling_quota_waits_one_step_not_the_whole_reset():
+    k = KeyLimiter(0.0)
+    k.observe(Info(limit_requests=60, remaining_requests=0, reset_requests=30.0), 0.0)
+    assert k.wait_time(0, 0.0) == pytest.approx(1.0)  # 60/min refills one per second
+
+
+def test_learned_capacity_follows_what_the_server_reports():
+    # A 600/min quota enforced as a burst of 3: remaining never exceeds 2.
+    k = KeyLimiter(0.0)
+    for t in range(5):
+        k.observe(Info(limit_requests=600, remaining_requests=2 - (t % 3)), float(t))
+    assert k.snapshot(100.0)["request_level"] == pytest.approx(3)
 
 
 def test_observe_only_lowers_level():
@@ -288,11 +305,12 @@ def test_bad_config():
 
 
 def test_accepts_real_rate_limit_info():
-    ratelimit = pytest.importorskip("ipfs_accelerate_py.wire.ratelimit")
+    from ipfs_accelerate_py.wire import ratelimit
+
     k = KeyLimiter(0.0)
     k.observe(ratelimit.RateLimitInfo(limit_requests=60, remaining_requests=0,
                                       reset_requests=2.0), 0.0)
-    assert k.wait_time(0, 0.0) == pytest.approx(2.0)
+    assert k.wait_time(0, 0.0) == pytest.approx(1.0)  # one refill step, sooner than the reset
 
 
 # --- the rate property (stateful) -------------------------------------------------------

@@ -139,9 +139,12 @@ class KeyLimiter:
       ``capacity + R*T/60`` requests are admitted.
     * configured tokens/min ``M``: rate ``M/60``, capacity ``M`` (one minute's worth),
       since one request may legitimately cost a large share of the minute's tokens.
-    * learned from headers (no configured value): rate ``limit/window``, capacity
-      ``limit`` (or the configured ``burst`` for requests).  Configured values always win;
-      headers still lower the current level (``remaining``) and start cooldowns.
+    * learned from headers (no configured value): rate ``limit/window``; capacity
+      ``limit`` for tokens, and for requests the configured ``burst`` or else the most
+      ``remaining`` ever reported plus one (a server enforcing a minute's quota in short
+      bursts shows it by never reporting more).  Configured values always win; headers
+      still lower the current level (``remaining``) and start cooldowns (until the reset,
+      or one refill step when that is sooner).
     """
 
     def __init__(self, now: float, requests_per_minute: float | None = None,
@@ -167,6 +170,10 @@ class KeyLimiter:
         self._cooldown_until = -math.inf
         self._consecutive_429 = 0
         self._learned = False
+        # The most requests a response ever said were left: a server's bucket holds at
+        # least that plus the one just spent, and a per-minute limit of 600 enforced as
+        # 10/s with a burst of 3 never reports more than 2.
+        self._peak_remaining = -1.0
 
     # -- admission --------------------------------------------------------------------
 
@@ -235,8 +242,14 @@ class KeyLimiter:
         until the window resets (``now + reset``).  ``retry_after`` is not read here:
         a 429 goes through :meth:`observe_429`.
         """
+        burst = self._burst
+        remaining = info.remaining_requests
+        if remaining is not None and remaining > self._peak_remaining:
+            self._peak_remaining = float(remaining)
+        if burst is None and self._peak_remaining >= 0:
+            burst = self._peak_remaining + 1.0
         self._requests, self._rpm = self._learn(
-            self._requests, self._rpm, self._cfg_rpm is not None, self._burst,
+            self._requests, self._rpm, self._cfg_rpm is not None, burst,
             info.limit_requests, info.remaining_requests, info.reset_requests,
             info.request_window, now)
         self._tokens, self._tpm = self._learn(
@@ -251,7 +264,7 @@ class KeyLimiter:
         window = window if window and window > 0 else 60.0
         if not configured and limit is not None and limit > 0 and not math.isinf(limit):
             rate = limit / window
-            capacity = burst if burst is not None else float(limit)
+            capacity = min(burst, float(limit)) if burst is not None else float(limit)
             if bucket is None:
                 start = None if remaining is None else max(0.0, remaining)
                 bucket = TokenBucket(rate, capacity, now, start)
@@ -264,7 +277,10 @@ class KeyLimiter:
             if remaining < current:
                 bucket.set_level(max(0.0, remaining), now)
         if remaining is not None and remaining <= 0 and reset is not None and reset > 0:
-            self._cooldown_until = max(self._cooldown_until, now + reset)
+            # ``reset`` is when the window is whole again; on a continuously refilling
+            # quota (OpenAI, Groq) the next request fits after one refill step.
+            step = window / limit if limit else reset
+            self._cooldown_until = max(self._cooldown_until, now + min(reset, step))
         return bucket, per_minute
 
     def observe_429(self, retry_after: float | None, now: float) -> None:
