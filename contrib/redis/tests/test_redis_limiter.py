@@ -108,11 +108,12 @@ def test_learned_limits_and_cooldowns_are_shared(redis_url: str, namespace: str)
     la = a.limiter("openai/k1", None, None, None, now)
     lb = b.limiter("openai/k1", None, None, None, now)
     assert la.wait_time(0, now) == 0.0 and la.headroom(now) == 1.0 and not la.learned
-    info = RateLimitInfo(limit_requests=120, remaining_requests=0, reset_requests=600.0,
+    # 6 a minute: one refill step (the cooldown after "0 remaining") is 10 s.
+    info = RateLimitInfo(limit_requests=6, remaining_requests=0, reset_requests=600.0,
                          limit_tokens=6000, remaining_tokens=5000)
     la.observe(info, time.monotonic())
     snap = lb.snapshot(time.monotonic() + 1.0)  # older than refresh: read again
-    assert snap["requests_per_minute"] == pytest.approx(120.0)
+    assert snap["requests_per_minute"] == pytest.approx(6.0)
     assert snap["tokens_per_minute"] == pytest.approx(6000.0)
     assert snap["learned"] is True
     assert lb.wait_time(0, time.monotonic() + 1.0) > 0  # the cooldown reached process b
@@ -150,5 +151,22 @@ def test_counters_are_shared(redis_url: str, namespace: str) -> None:
     assert a.counter("in_flight/echo/k1").decr() == 2
     assert b.counter("in_flight/echo/k1").value() == 2
     assert a.counters() == {"in_flight/echo/k1": 2}
+    a.close()
+    b.close()
+
+
+def test_learned_request_capacity_is_the_peak_remaining_plus_one(redis_url: str,
+                                                                 namespace: str) -> None:
+    """A server enforcing 600/min as 10/s with a burst of 3 never reports more than 2
+    left: the learned bucket holds 3, not 600 (the core's rule, shared by processes)."""
+    a, b = _store(redis_url, namespace), _store(redis_url, namespace)
+    la = a.limiter("groq/k", None, None, None, time.monotonic())
+    lb = b.limiter("groq/k", None, None, None, time.monotonic())
+    la.observe(RateLimitInfo(limit_requests=600, remaining_requests=1), time.monotonic())
+    lb.observe(RateLimitInfo(limit_requests=600, remaining_requests=2), time.monotonic())
+    la.observe(RateLimitInfo(limit_requests=600, remaining_requests=0), time.monotonic())
+    snap = a.limiter("groq/k", None, None, None, 0).snapshot(time.monotonic() + 10)
+    assert snap["requests_per_minute"] == pytest.approx(600.0)
+    assert snap["request_level"] == pytest.approx(3.0)  # capacity: peak 2 (from b) + 1
     a.close()
     b.close()

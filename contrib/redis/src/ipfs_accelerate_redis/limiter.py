@@ -147,6 +147,8 @@ class RedisLimiter:
                 return False
             if remaining is not None and (remaining <= 0 or level is None or remaining < level):
                 return False
+        if info.remaining_requests is not None and info.remaining_requests > m.peak_remaining:
+            return False  # a new peak may raise the learned request capacity
         return True
 
     def observe_429(self, retry_after: float | None, now: float) -> None:

@@ -20,7 +20,8 @@ local function num(k) local v = s[k]; if v == nil or v == '' then return nil end
 """
 
 #: KEYS[1] limiter hash.  ARGV: op, cfg_rpm, cfg_tpm, burst, ttl_ms, then op arguments.
-#: Returns {server_now, rr, rc, rl, tr, tc, tl, cooldown_until, n429, learned, result}.
+#: Returns {server_now, rr, rc, rl, tr, tc, tl, cooldown_until, n429, learned, result,
+#: peak_remaining}.
 LIMITER = _PRELUDE + r"""
 local op = ARGV[1]
 local crpm, ctpm, burst, ttl = arg(2), arg(3), arg(4), arg(5)
@@ -29,6 +30,7 @@ local rr, rc, rl = num('rr'), num('rc'), num('rl')
 local tr, tc, tl = num('tr'), num('tc'), num('tl')
 local ts = num('ts')
 local cd, n4, lr = num('cd') or 0, num('n4') or 0, num('lr') or 0
+local pk = num('pk') or -1  -- the most requests any response said were left
 local dirty = false
 if ts == nil then
   -- New, expired, or lost with a server restart: build it from the configuration.
@@ -62,7 +64,8 @@ end
 local function learn(rate, cap, level, configured, bcap, limit, remaining, reset, window)
   if window == nil or window <= 0 then window = 60 end
   if not configured and limit and limit > 0 and limit < math.huge then
-    local ncap = bcap or limit
+    local ncap = limit
+    if bcap then ncap = math.min(bcap, limit) end
     if rate == nil then
       if remaining then level = math.min(ncap, math.max(0, remaining)) else level = ncap end
     else
@@ -71,7 +74,13 @@ local function learn(rate, cap, level, configured, bcap, limit, remaining, reset
     rate = limit / window; cap = ncap; lr = 1
   end
   if rate and remaining and remaining < level then level = math.max(0, remaining) end
-  if remaining and remaining <= 0 and reset and reset > 0 then cd = math.max(cd, now + reset) end
+  if remaining and remaining <= 0 and reset and reset > 0 then
+    -- reset is when the window is whole again; on a continuously refilling quota the
+    -- next request fits after one refill step.
+    local step = reset
+    if limit and limit > 0 then step = window / limit end
+    cd = math.max(cd, now + math.min(reset, step))
+  end
   return rate, cap, level
 end
 
@@ -97,7 +106,12 @@ elseif op == 'reconcile' then
     dirty = true
   end
 elseif op == 'observe' then
-  rr, rc, rl = learn(rr, rc, rl, crpm ~= nil, burst, arg(6), arg(7), arg(8), arg(9))
+  -- Learned request capacity: the configured burst, else the peak remaining + 1 (a
+  -- server enforcing a minute's quota in short bursts never reports more).
+  local rem, b = arg(7), burst
+  if rem and rem > pk then pk = rem end
+  if b == nil and pk >= 0 then b = pk + 1 end
+  rr, rc, rl = learn(rr, rc, rl, crpm ~= nil, b, arg(6), rem, arg(8), arg(9))
   tr, tc, tl = learn(tr, tc, tl, ctpm ~= nil, nil, arg(10), arg(11), arg(12), arg(13))
   dirty = true
 elseif op == 'o429' then
@@ -113,10 +127,12 @@ elseif op == 'ok' then
 end
 if dirty then
   redis.call('HSET', KEYS[1], 'rr', fmt(rr), 'rc', fmt(rc), 'rl', fmt(rl), 'tr', fmt(tr),
-             'tc', fmt(tc), 'tl', fmt(tl), 'ts', fmt(ts), 'cd', fmt(cd), 'n4', n4, 'lr', lr)
+             'tc', fmt(tc), 'tl', fmt(tl), 'ts', fmt(ts), 'cd', fmt(cd), 'n4', n4, 'lr', lr,
+             'pk', fmt(pk))
   if ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 end
-return {fmt(now), fmt(rr), fmt(rc), fmt(rl), fmt(tr), fmt(tc), fmt(tl), fmt(cd), n4, lr, fmt(result)}
+return {fmt(now), fmt(rr), fmt(rc), fmt(rl), fmt(tr), fmt(tc), fmt(tl), fmt(cd), n4, lr, fmt(result),
+        fmt(pk)}
 """
 
 #: KEYS[1] breaker hash.  ARGV: op, window_size, minimum_calls, failure_rate_threshold,

@@ -33,7 +33,7 @@ def _bucket_wait(rate: float, cap: float, level: float, cost: float) -> float:
 
 class LimiterMirror:
     __slots__ = ("local_t", "server_now", "rr", "rc", "rl", "tr", "tc", "tl", "cooldown_until",
-                 "n429", "learned", "result")
+                 "n429", "learned", "result", "peak_remaining")
 
     def __init__(self, local_t: float, reply: Sequence[bytes | str | int]) -> None:
         self.local_t = local_t
@@ -43,6 +43,7 @@ class LimiterMirror:
         self.n429 = int(vals[8] or 0)
         self.learned = bool(vals[9])
         self.result = vals[10]
+        self.peak_remaining = vals[11] if len(vals) > 11 and vals[11] is not None else -1.0
 
     def _elapsed(self, now: float) -> float:
         return max(0.0, now - self.local_t)
