@@ -48,6 +48,7 @@ from .events import (
 )
 from .http import Transport
 from .keys import ApiKey
+from .futures import RequestFuture
 from .plugins import PluginManager, get_plugin_manager
 from .request import Priority, Request
 from .results import IncompleteStream, Result, ResultStream, Usage
@@ -58,58 +59,6 @@ log = logging.getLogger("ipfs_accelerate")
 
 _MAX_WAIT = 0.5  # upper bound of an idle worker's sleep: a safety net against lost wakeups
 _CLOSED = "closed"
-
-
-_COND_LOCK = threading.Lock()
-
-
-class RequestFuture(Future):
-    """The ``concurrent.futures.Future`` that :meth:`Client.submit` returns, plus the
-    request's id.  Its condition variable is made on first use: a queue of 100 000
-    requests would otherwise hold 100 000 idle locks (~1.4 kB each)."""
-
-    def __init__(self, request_id: str) -> None:  # no super().__init__: it would make the lock
-        self._state = "PENDING"
-        self._result = None
-        self._exception = None
-        self.request_id = request_id
-        self._job: _Job | None = None
-        self._on_cancel: Any = None
-
-    def cancel(self) -> bool:
-        """Cancel a request that has not started; it leaves the queue at once."""
-        cancelled = super().cancel()
-        if cancelled and self._on_cancel is not None:
-            self._on_cancel(self)
-        return cancelled
-
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        cond = self.__dict__.get("_cond")
-        if cond is None:
-            with _COND_LOCK:
-                cond = self.__dict__.get("_cond")
-                if cond is None:
-                    cond = self.__dict__["_cond"] = threading.Condition()
-        return cond
-
-    # Future's waiter and callback lists, likewise made on first use.
-    @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]
-        return self._lazy_list("_waiter_list")
-
-    @property
-    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
-        return self._lazy_list("_callback_list")
-
-    def _lazy_list(self, name: str) -> list[Any]:
-        value = self.__dict__.get(name)
-        if value is None:
-            with _COND_LOCK:
-                value = self.__dict__.get(name)
-                if value is None:
-                    value = self.__dict__[name] = []
-        return value
 
 
 class _Job:
@@ -437,8 +386,7 @@ class Client:
                 if picked is None and job.entry.state == "queued":
                     self._cond.notify()  # not runnable now: leave it to the workers
             for j, exc in failed:
-                self._finish_error(j, exc, Outcome.PLUGIN_ERROR if isinstance(exc, PluginError)
-                                   else Outcome.ERROR)
+                self._fail(j, exc)
             if picked is None:
                 return
             self._execute(*picked)
@@ -510,8 +458,7 @@ class Client:
             for entry in expired:
                 self._expire_job(entry.payload)
             for job, exc in failed:
-                outcome = Outcome.PLUGIN_ERROR if isinstance(exc, PluginError) else Outcome.ERROR
-                self._finish_error(job, exc, outcome)
+                self._fail(job, exc)
             if picked is not None:
                 entries, key, epoch = picked
                 try:
@@ -720,8 +667,7 @@ class Client:
         except (PluginError, AccelerateError) as err:
             self._release(key, bs, neutral=epoch)
             for j in jobs:
-                self._finish_error(j, err, Outcome.PLUGIN_ERROR if isinstance(err, PluginError)
-                                   else Outcome.ERROR)
+                self._fail(j, err)
             return
         except Exception as exc:  # a bug in the backend plugin: attribute it, don't retry
             err = PluginError(bs.name, "backend", exc)
@@ -939,6 +885,10 @@ class Client:
                 err.error_class.value, err.status, delay, now))
 
     # ------------------------------------------------------------------ completion
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        self._finish_error(job, exc, Outcome.PLUGIN_ERROR if isinstance(exc, PluginError)
+                           else Outcome.ERROR)
+
     def _finish_error(self, job: _Job, exc: BaseException, outcome: Outcome) -> None:
         if job.future.done():
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Callable
+from typing import Callable
 
 from .server import HttpServer, ServerRequest, ServerResponse
 

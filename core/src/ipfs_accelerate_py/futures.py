@@ -1,0 +1,58 @@
+"""The future :meth:`Client.submit <ipfs_accelerate_py.client.Client.submit>` returns."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+_COND_LOCK = threading.Lock()
+
+
+class RequestFuture(Future):
+    """The ``concurrent.futures.Future`` that :meth:`Client.submit` returns, plus the
+    request's id.  Its condition variable is made on first use: a queue of 100 000
+    requests would otherwise hold 100 000 idle locks (~1.4 kB each)."""
+
+    def __init__(self, request_id: str) -> None:  # no super().__init__: it would make the lock
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self.request_id = request_id
+        self._job: Any = None
+        self._on_cancel: Any = None
+
+    def cancel(self) -> bool:
+        """Cancel a request that has not started; it leaves the queue at once."""
+        cancelled = super().cancel()
+        if cancelled and self._on_cancel is not None:
+            self._on_cancel(self)
+        return cancelled
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self.__dict__.get("_cond")
+        if cond is None:
+            with _COND_LOCK:
+                cond = self.__dict__.get("_cond")
+                if cond is None:
+                    cond = self.__dict__["_cond"] = threading.Condition()
+        return cond
+
+    # Future's waiter and callback lists, likewise made on first use.
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        return self._lazy_list("_waiter_list")
+
+    @property
+    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
+        return self._lazy_list("_callback_list")
+
+    def _lazy_list(self, name: str) -> list[Any]:
+        value = self.__dict__.get(name)
+        if value is None:
+            with _COND_LOCK:
+                value = self.__dict__.get(name)
+                if value is None:
+                    value = self.__dict__[name] = []
+        return value
