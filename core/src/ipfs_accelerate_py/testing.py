@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from .server import HttpServer, ServerRequest, ServerResponse
 
@@ -56,12 +56,32 @@ class LocalServer(HttpServer):
         return self
 
 
+def hold_worker(server: LocalServer, client: Any, backend: str, operation: str,
+                payload: Any = None, timeout: float = 10.0) -> threading.Event:
+    """Occupy a client's only worker with one request that the server holds until the
+    returned event is set, so requests submitted meanwhile queue up together (to test
+    priorities or batching deterministically)."""
+    release, started = threading.Event(), threading.Event()
+
+    def held(req: ServerRequest) -> ServerResponse:
+        started.set()
+        release.wait(timeout)
+        assert server.protocol is not None
+        return server.protocol(req)
+
+    server.script(held)
+    client.submit(backend, operation, payload or {})
+    if not started.wait(timeout):
+        raise AssertionError("the held request never reached the server")
+    return release
+
+
 def fake_key(n: int = 1) -> str:
     """An obviously fake key for tests."""
     return f"test-key-{n}"
 
 
-__all__ = ["LocalServer", "fake_key"]
+__all__ = ["LocalServer", "fake_key", "hold_worker"]
 
 
 # --------------------------------------------------------------------------- contracts

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
-from ipfs_accelerate_py.server import ServerRequest, ServerResponse
+from ipfs_accelerate_py import testing
 from ipfs_accelerate_py.testing import LocalServer, fake_key
 from ipfs_accelerate_ovms.server import OvmsServer
 
@@ -36,19 +36,7 @@ def _make_client(url: str | None, *, keys: Any = (fake_key(1),), attempts: int =
 
 
 def _hold_worker(srv: LocalServer, client: Client) -> threading.Event:
-    """Occupy the client's only worker with a live probe until the returned event is set,
-    so requests submitted meanwhile are all queued together when it frees up."""
-    release, started = threading.Event(), threading.Event()
-
-    def held(req: ServerRequest) -> ServerResponse:
-        started.set()
-        release.wait(10)
-        return srv.protocol(req)
-
-    srv.script(held)
-    client.submit("ovms", "live", {})
-    assert started.wait(10)
-    return release
+    return testing.hold_worker(srv, client, "ovms", "live")
 
 
 @pytest.fixture
