@@ -59,6 +59,7 @@ def test_falls_back_then_recovers(own_redis, caplog) -> None:
         assert lim.wait_time(0, time.monotonic() + 1) == 0.0
         assert ctr.value() == 1  # the pending increment reached the new server (it restarted empty)
     assert store.health.outages == 1 and store.health.recoveries == 1
+    store.health._prober.join(5)
     assert not store.health._prober.is_alive()  # the probe thread ends once Redis is back
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     assert lim.acquire(0, time.monotonic())
