@@ -156,3 +156,37 @@ def test_installed_entry_point_feeds_the_default_registry(setup) -> None:
     with client:
         client.call("echo", "echo", {"n": 1})
     assert REGISTRY.get_sample_value("ipfs_accelerate_requests_total", labels) == before + 1
+
+
+def test_a_shared_store_reports_degraded_limiters(setup) -> None:
+    """A store whose limiters report ``degraded`` in their snapshot (as the Redis store
+    does) gets a gauge per key; the in-memory store reports none."""
+    from ipfs_accelerate_py import hookimpl
+    from ipfs_accelerate_py.limiter import KeyLimiter
+    from ipfs_accelerate_py.state import InMemoryStateStore
+
+    class Limiter(KeyLimiter):
+        def snapshot(self, now: float) -> dict:
+            return {**super().snapshot(now), "shared": True, "degraded": True}
+
+    class Store(InMemoryStateStore):
+        def limiter(self, scope, requests_per_minute, tokens_per_minute, burst, now):
+            return Limiter(now, requests_per_minute, tokens_per_minute, burst)
+
+    class StorePlugin:
+        @hookimpl
+        def accelerate_make_state_store(self, config):
+            return Store()
+
+    registry, pm, server = setup
+    plain = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server.url)],
+                   plugin_manager=pm)
+    with plain, start_exporter(plain, port=0, addr="127.0.0.1", registry=registry) as exp:
+        assert _series(_scrape(exp.url), "ipfs_accelerate_limiter_degraded") == []
+    pm.add_plugin(StorePlugin(), name="store")
+    shared = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server.url)],
+                    plugin_manager=pm)
+    with shared, start_exporter(shared, port=0, addr="127.0.0.1", registry=registry) as exp:
+        s = _scrape(exp.url)
+        key_id = shared.backends["echo"].config.keys[0].key_id
+        assert _get(s, "ipfs_accelerate_limiter_degraded", backend="echo", key_id=key_id) == 1.0

@@ -45,6 +45,9 @@ class ClientCollector(Collector):
                            "or learned from rate-limit headers.", kb),
             "tpm": self._g("limiter_tokens_per_minute", "The key's token limit, configured or "
                            "learned.", kb),
+            "degraded": self._g("limiter_degraded", "1 while a shared state store (Redis) is "
+                                "unreachable and the key's limits are kept locally; reported "
+                                "by stores that share state only.", kb),
         }
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -78,4 +81,6 @@ class ClientCollector(Collector):
                 f["rpm"].add_metric(labels, float(lim["requests_per_minute"]))
             if lim.get("tokens_per_minute") is not None:
                 f["tpm"].add_metric(labels, float(lim["tokens_per_minute"]))
+            if lim.get("degraded") is not None:
+                f["degraded"].add_metric(labels, 1.0 if lim["degraded"] else 0.0)
         return iter(f.values())
