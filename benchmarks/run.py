@@ -59,14 +59,15 @@ def plan(quick: bool) -> dict[str, dict[str, Any]]:
     """Each scenario's simulator settings and workload.  ``--quick`` shrinks the counts."""
     q = quick
     return {
-        "overhead": {"sim": {}, "params": {"n": 400 if q else 2000, "threads": 16},
+        "overhead": {"sim": {}, "params": {"n": 400 if q else 2000, "threads": 16,
+                                           "cap": 6.0 if q else 12.0},
                      "timeout": 120},
         "goodput": {"sim": {"rps": 10.0, "burst": 3.0, "latency": 0.05},
                     "params": {"n": 150 if q else 600, "threads": 50, "n_keys": 3, "rps": 10.0,
                                "burst": 3.0, "cap": 45.0 if q else 90.0},
                     "timeout": 150},
         # A fresh simulator per run: its outage window is fixed to its start.
-        "outage": {"sim": {"latency": 0.02}, "outage_at": 4.0, "outage_len": 3.0,
+        "outage": {"sim": {"latency": 0.02}, "outage_at": 4.5, "outage_len": 3.0,
                    "params": {"rate": 40.0, "duration": 7.0 if q else 9.0, "lead": 2.0 if q else 3.0,
                               "outage_len": 3.0, "cap": 45.0},
                    "timeout": 120},
@@ -78,8 +79,8 @@ def plan(quick: bool) -> dict[str, dict[str, Any]]:
                   "timeout": 120},
         # A fresh worker per run, so the memory numbers start from a clean process.
         "scale": {"sim": {}, "params": {"n": 1000 if q else 10_000, "n_keys": 10,
-                                        "concurrency": 16, "cap": 120.0},
-                  "timeout": 240},
+                                        "concurrency": 16, "cap": 60.0 if q else 150.0},
+                  "timeout": 300, "runs": 1 if not q else None},
     }
 
 
@@ -140,39 +141,26 @@ def run_all(args: argparse.Namespace, comps: list[str], scenarios: list[str]) ->
             t_sc = time.monotonic()
             sim = None if sc == "outage" else SimProcess(**spec["sim"])
             try:
-                for run in range(args.runs):
+                n_runs = min(args.runs, spec.get("runs") or args.runs)
+                for run in range(n_runs):
                     # Rotate the order each run: no client always goes first (cold
                     # caches, a burst of background load) or last.
                     k = run % len(sc_comps)
                     for comp in sc_comps[k:] + sc_comps[:k]:
-                        params = dict(spec["params"], tag=f"{sc}-{comp}-{run}-{os.getpid()}")
-                        if comp == "ours-fifo":
-                            params["fifo"] = True
-                        this_sim = sim
-                        if sc == "outage":
-                            this_sim = SimProcess(outages=[(spec["outage_at"], spec["outage_at"]
-                                                            + spec["outage_len"])], **spec["sim"])
-                            params["outage_at"] = spec["outage_at"]
-                        name = comp.split("-")[0]
                         try:
-                            if sc == "scale":  # a clean process for clean memory numbers
-                                w = WorkerProcess(name, logdir / f"worker-{name}-scale.log")
-                                res = w.run(sc, this_sim.to_dict(), params, spec["timeout"])
-                                w.close()
-                            else:
-                                res = workers[name].run(sc, this_sim.to_dict(), params,
-                                                        spec["timeout"])
-                        finally:
-                            if sc == "outage":
-                                this_sim.close()
+                            res = _one(sc, spec, comp, run, sim, workers, logdir)
+                        except Exception as exc:  # e.g. a simulator that would not start
+                            res = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                         results[sc][comp].append(res)
                         brief = res.get("error") or _brief(sc, res)
-                        print(f"bench: {sc:<8} run {run + 1}/{args.runs} {comp:<9} {brief}",
+                        print(f"bench: {sc:<8} run {run + 1}/{n_runs} {comp:<9} {brief}",
                               flush=True)
             finally:
                 if sim is not None:
                     sim.close()
             print(f"bench: {sc} took {time.monotonic() - t_sc:.0f} s", flush=True)
+            if args.json:  # partial results survive an interrupted run
+                Path(args.json).write_text(json.dumps({"partial": results}, default=str))
     finally:
         for w in workers.values():
             w.close()
@@ -180,18 +168,45 @@ def run_all(args: argparse.Namespace, comps: list[str], scenarios: list[str]) ->
     return results
 
 
+def _one(sc: str, spec: dict[str, Any], comp: str, run: int, sim: SimProcess | None,
+         workers: dict[str, Any], logdir: Path) -> dict[str, Any]:
+    """One run of one client in one scenario."""
+    from suite.worker import WorkerProcess
+
+    params = dict(spec["params"], tag=f"{sc}-{comp}-{run}-{os.getpid()}")
+    if comp == "ours-fifo":
+        params["fifo"] = True
+    name = comp.split("-")[0]
+    if sc == "outage":  # a fresh simulator: its outage window is fixed to its start
+        at = spec["outage_at"]
+        params["outage_at"] = at
+        with SimProcess(outages=[(at, at + spec["outage_len"])], **spec["sim"]) as osim:
+            return workers[name].run(sc, osim.to_dict(), params, spec["timeout"])
+    assert sim is not None
+    if sc == "scale":  # a clean process for clean memory numbers
+        w = WorkerProcess(name, logdir / f"worker-{name}-scale.log")
+        try:
+            return w.run(sc, sim.to_dict(), params, spec["timeout"])
+        finally:
+            w.close()
+    return workers[name].run(sc, sim.to_dict(), params, spec["timeout"])
+
+
 def _brief(sc: str, r: dict[str, Any]) -> str:
     def f(v: Any, fmt: str = "{:.3g}") -> str:
         return "-" if v is None else fmt.format(v)
 
     if sc == "overhead":
-        return f"{f(r.get('throughput'), '{:.0f}')} req/s, p50 {f(r.get('p50'))} s, lost {r.get('lost')}"
+        return (f"{f(r.get('throughput'), '{:.0f}')} req/s, p50 {f(r.get('p50'))} s, "
+                f"failed {r.get('failed')}")
     if sc == "goodput":
         return (f"wall {f(r.get('wall'))} s ({f(r.get('ratio'))}x ideal), 429s {r.get('http_429')}, "
                 f"lost {r.get('lost')}")
     if sc == "outage":
+        late = r.get("load_offset") or 0.0
         return (f"lost {r.get('lost')}, outage calls {r.get('outage_calls')}, first ok after "
-                f"recovery {f(r.get('first_success_after_recovery'))} s")
+                f"recovery {f(r.get('first_success_after_recovery'))} s"
+                + (f" (load started {late:.2f} s late)" if late > 0.05 else ""))
     if sc == "priority":
         return f"high p50 {f(r.get('high_p50'))} s, normal p50 {f(r.get('normal_p50'))} s"
     if sc == "flaky":

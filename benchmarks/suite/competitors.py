@@ -12,7 +12,8 @@ attempt budget as our pipeline's default (6 attempts) where it retries at all:
   jitter, honouring ``retry-after-ms``/``retry-after``), one client per key, round-robin.
 - ``litellm``: LiteLLM's ``Router`` with one deployment per key (``simple-shuffle``,
   ``num_retries=5``, its default cooldowns), each deployment's ``api_base`` the simulator.
-- ``ours``: :class:`ipfs_accelerate_py.Client`, configured per scenario by the caller.
+- ``ours``: :class:`ipfs_accelerate_py.Client` with the OpenAI and least-loaded plugins
+  only (see :data:`OUR_PLUGINS`), configured per scenario by the caller.
 """
 
 from __future__ import annotations
@@ -188,9 +189,7 @@ class Ours(Competitor):
         from ipfs_accelerate_py import (ApiKey, BackendConfig, BreakerPolicy, Client,
                                         ClientConfig)
 
-        pm = None
-        if on_breaker is not None:
-            pm = _breaker_recorder(on_breaker)
+        pm = plugin_manager(on_breaker)
         api_keys = [ApiKey(k, requests_per_minute=rpm, burst=burst) for k in keys]
         cfg = ClientConfig(max_concurrency=pool,
                            queue_size=queue_size if queue_size is not None else 10_000,
@@ -209,18 +208,30 @@ class Ours(Competitor):
         self.client.close(wait=False)
 
 
-def _breaker_recorder(on_breaker: Callable[[float, str], None]) -> Any:
-    """A plugin manager with every installed plugin plus a monitor of breaker changes."""
+#: The plugins a user of this benchmark's workload installs: the OpenAI backend and the
+#: key-selection strategy the client prefers when present.  Everything else installed in
+#: a development environment (other backends, the Prometheus exporter that observes every
+#: request, the Redis state store) stays out, as it would be out of that user's install.
+OUR_PLUGINS = ("openai", "least-loaded")
+
+
+def plugin_manager(on_breaker: Callable[[float, str], None] | None = None) -> Any:
+    """A plugin manager with only :data:`OUR_PLUGINS` (plus, for the outage scenario, a
+    monitor that records breaker changes)."""
+    from importlib import metadata
+
     from ipfs_accelerate_py import hookimpl
-    from ipfs_accelerate_py.plugins import PluginManager
+    from ipfs_accelerate_py.plugins import ENTRY_POINT_GROUP, PluginManager
 
-    class BreakerMonitor:
-        @hookimpl
-        def accelerate_on_breaker_changed(self, event: Any) -> None:
-            on_breaker(event.time, event.new_state)
+    others = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)} - set(OUR_PLUGINS)
+    pm = PluginManager(disabled=others)
+    if on_breaker is not None:
+        class BreakerMonitor:
+            @hookimpl
+            def accelerate_on_breaker_changed(self, event: Any) -> None:
+                on_breaker(event.time, event.new_state)
 
-    pm = PluginManager()
-    pm.add_plugin(BreakerMonitor(), name="bench-breaker-monitor")
+        pm.add_plugin(BreakerMonitor(), name="bench-breaker-monitor")
     return pm
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .competitors import LABELS
+from .scenarios import OUTAGE_BREAKER
 
 ORDER = ("raw", "tenacity", "openai", "litellm", "ours", "ours-fifo")
 LABELS = {**LABELS, "ours-fifo": "ipfs-accelerate, all NORMAL (FIFO reference)"}
@@ -41,7 +42,7 @@ def machine(before: dict[str, Any] | None = None) -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    now = {"cpu": cpu, "cores": os.cpu_count(), "memory": mem,
+    now = {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "core": core_source(),
            "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}",
            "versions": versions, "loadavg": os.getloadavg(),
            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
@@ -49,6 +50,30 @@ def machine(before: dict[str, Any] | None = None) -> dict[str, Any]:
         now["loadavg_before"] = before["loadavg"]
         now["started"] = before["time"]
     return now
+
+
+def core_source() -> str:
+    """Which pipeline code was measured: the repository's commit, and whether the core was
+    imported from its (possibly edited) working tree or from elsewhere (a snapshot)."""
+    import subprocess
+
+    import ipfs_accelerate_py
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        head = ""
+    where = Path(ipfs_accelerate_py.__file__).resolve()
+    if root in where.parents:
+        try:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--", "core/src"], cwd=root,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            dirty = ""
+        return f"commit {head or '?'}" + (" with uncommitted core changes" if dirty else "")
+    return f"commit {head or '?'} (core imported from {where.parent})"
 
 
 # ------------------------------------------------------------------------ numbers
@@ -332,7 +357,7 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
              "the same interleaved round are the meaningful part." if max(m["loadavg"]) > 1.5 else
              "the machine was otherwise idle."),
           "",
-          "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
+          f"Code measured: {m.get('core', '?')}. Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
     if data.get("problems"):
         for mod, why in data["problems"].items():
             L.append(f"- **{mod} could not be used here: {why}.** It is left out of every table.")
@@ -355,8 +380,10 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
     # -- scenarios
     if "overhead" in R:
         n = p["overhead"]["params"]["n"]
+        cap = p["overhead"]["params"].get("cap")
         L += ["## Overhead", "", f"No limits, no latency; 16 threads send {n} chat requests per "
-              "run over one key (after a warm-up). Latency is per request as the caller sees it.", ""]
+              f"run over one key (after a warm-up; a run stops after {cap:.0f} s, so a slow client "
+              "is measured on what it finished). Latency is per request as the caller sees it.", ""]
 
         def rel(rs: list[dict[str, Any]], c: str) -> str:
             return fmt(paired(data, "overhead", c, "raw", lambda a, b: a["throughput"] / b["throughput"]), "{:.2f}x")
@@ -365,10 +392,11 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
             return lambda rs, c: fmt(paired(data, "overhead", c, "raw",
                                             lambda a, b: (a[q] - b[q]) * 1e3), "{:+.2f}")
         L += _table(data, "overhead", [("req/s", _m("throughput", "{:.0f}")), ("vs raw", rel),
+                                       ("client CPU ms / request", _m("cpu_per_request", "{:.2f}", 1e3)),
                                        ("p50 ms", _m("p50", "{:.1f}", 1e3)),
                                        ("p99 ms", _m("p99", "{:.1f}", 1e3)),
                                        ("added p50 ms", added("p50")), ("added p99 ms", added("p99")),
-                                       ("lost", _sum("lost"))])
+                                       ("failed", _sum("failed"))])
         L += ["", notes["overhead"], ""]
         if "comparison_overhead.png" in pngs:
             L += ["![overhead](comparison_overhead.png)", ""]
@@ -398,9 +426,9 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
               f"to everything for {op['outage_len']:.0f} s. A fresh simulator per run (its outage "
               "window is fixed to its start). Calls into the outage are counted by the simulator; "
               "\"first success\" is the time from the end of the outage to the first successful "
-              "answer. Our pipeline: `BreakerPolicy(window_size=10, minimum_calls=4, "
-              "open_interval=0.6, interval_multiplier=1)`; its requests wait in the queue while "
-              "the breaker is open.", ""]
+              "answer. Our pipeline: `BreakerPolicy("
+              + ", ".join(f"{k}={v}" for k, v in OUTAGE_BREAKER.items())
+              + ")`; its requests wait in the queue while the breaker is open.", ""]
         L += _table(data, "outage", [("lost (all runs)", _sum("lost")),
                                      ("calls into outage", _m("outage_calls", "{:.0f}")),
                                      ("per s", _m("outage_calls_per_s", "{:.1f}")),
@@ -487,4 +515,20 @@ def _note_vars(data: dict[str, Any]) -> dict[str, Any]:
     v["prio_ratio"] = fmt(med(pr, "ratio"), "{:.1%}")
     ov = paired(data, "overhead", "ours", "raw", lambda o, r: o["throughput"] / r["throughput"])
     v["overhead_ratio"] = fmt(ov, "{:.2f}")
+    per_run = [o["throughput"] / r["throughput"] for o, r in zip(
+        data["results"].get("overhead", {}).get("ours", []), data["results"].get("overhead", {}).get("raw", []))
+        if "error" not in o and "error" not in r]
+    v["overhead_range"] = (f"{min(per_run):.2f}x to {max(per_run):.2f}x" if per_run else "?")
+    v["overhead_short"] = fmt(None if ov is None else (0.90 - ov) / 0.90, "{:.0%}")
+    gpr = med(gp, "ratio")
+    v["goodput_over"] = fmt(None if gpr is None else gpr / 1.05 - 1, "{:.0%}")
+    gpp = data["plan"]["goodput"]["params"]
+    v["goodput_ideal"] = f"{gpp['n'] / (gpp['n_keys'] * gpp['rps']):.0f}"
+    for c in ("ours", "raw"):
+        for sc in ("scale", "overhead"):
+            cpu = med(runs(data, sc, c), "cpu_per_request")
+            v[f"{sc}_cpu_{c}"] = fmt(None if cpu is None else cpu * 1e3, "{:.2f}", "?")
+    oc = paired(data, "overhead", "raw", "ours", lambda r, o: r["cpu_per_request"] / o["cpu_per_request"]
+                if r.get("cpu_per_request") and o.get("cpu_per_request") else None)
+    v["overhead_cpu_ratio"] = fmt(oc, "{:.2f}", "?")
     return v
