@@ -995,6 +995,10 @@ class Client:
             if t is not threading.current_thread():
                 t.join(timeout=5)
         self._transport.close()
+        try:
+            self._store.close()  # a shared store's connections and threads
+        except Exception as exc:
+            log.warning("ipfs-accelerate: closing the state store failed: %s", exc)
 
     def __enter__(self) -> Client:
         return self
