@@ -47,6 +47,7 @@ def machine(before: dict[str, Any] | None = None) -> dict[str, Any]:
            "versions": versions, "loadavg": os.getloadavg(),
            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     if before is not None:
+        now["core"] = before["core"]  # what was imported when the run started
         now["loadavg_before"] = before["loadavg"]
         now["started"] = before["time"]
     return now
@@ -357,7 +358,10 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
              "the same interleaved round are the meaningful part." if max(m["loadavg"]) > 1.5 else
              "the machine was otherwise idle."),
           "",
-          f"Code measured: {m.get('core', '?')}. Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
+          f"Code measured: {m.get('core', '?')}"
+          + (" — a snapshot of that commit's core, because the shared working tree was being "
+             "edited by others during the run" if "imported from" in m.get("core", "") else "")
+          + ". Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
     if data.get("problems"):
         for mod, why in data["problems"].items():
             L.append(f"- **{mod} could not be used here: {why}.** It is left out of every table.")
