@@ -140,7 +140,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         ok_t, ok_s = ratio <= 1.05, share < 0.01
         miss = []
         if not ok_t:
-            miss.append(f"wall time {ratio - 1.05:.2f}x of ideal over ({(ratio / 1.05 - 1):.0%})")
+            miss.append(f"wall time {ratio:.2f}x ideal, {(ratio / 1.05 - 1):.0%} over the 1.05x target")
         if not ok_s:
             miss.append(f"429s {share:.1%} of requests (target < 1 %)")
         out.append({"id": "goodput", "target": "wall time <= 1.05x ideal, 429s < 1 % of requests",
@@ -325,6 +325,14 @@ def _sum(field: str) -> Callable[[list[dict[str, Any]], str], str]:
     return lambda rs, c: fmt(total(rs, field), "{:d}")
 
 
+def _lost(rs: list[dict[str, Any]], c: str) -> str:
+    """Median per run, and the total over all runs in brackets when there are several."""
+    m, t = med(rs, "lost"), total(rs, "lost")
+    if m is None:
+        return "–"
+    return f"{m:.0f}" + (f" ({t})" if len(rs) > 1 else "")
+
+
 def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) -> None:
     """Render the page (and plots) from the raw results."""
     from .notes import NOTES
@@ -417,8 +425,8 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
                                       ("429s sent", _m("http_429", "{:.0f}")),
                                       ("429s / request", _m("share_429", "{:.1%}")),
                                       ("attempts / request", _m("attempts_per_request", "{:.2f}")),
-                                      ("lost (all runs)", _sum("lost")),
-                                      ("why lost", lambda rs, c: _errors_cell(rs))])
+                                      ("lost per run (all runs)", _lost),
+                                      ("why lost (all runs)", lambda rs, c: _errors_cell(rs))])
         L += ["", notes["goodput"], ""]
         if "comparison_goodput.png" in pngs:
             L += ["![goodput](comparison_goodput.png)", ""]
@@ -433,13 +441,13 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
               "answer. Our pipeline: `BreakerPolicy("
               + ", ".join(f"{k}={v}" for k, v in OUTAGE_BREAKER.items())
               + ")`; its requests wait in the queue while the breaker is open.", ""]
-        L += _table(data, "outage", [("lost (all runs)", _sum("lost")),
+        L += _table(data, "outage", [("lost per run (all runs)", _lost),
                                      ("calls into outage", _m("outage_calls", "{:.0f}")),
                                      ("per s", _m("outage_calls_per_s", "{:.1f}")),
                                      ("per s after its first 0.5 s", _m("outage_calls_per_s_after_first_0.5s", "{:.1f}")),
                                      ("first success after recovery, s", _m("first_success_after_recovery", "{:.3f}")),
                                      ("p99 latency s", _m("p99", "{:.2f}")),
-                                     ("why lost", lambda rs, c: _errors_cell(rs))])
+                                     ("why lost (all runs)", lambda rs, c: _errors_cell(rs))])
         rs = runs(data, "outage", "ours")
         if rs:
             L += ["", f"Our breaker: open (or half-open) {fmt(med(rs, 'breaker_open_seconds'))} s per "
@@ -464,7 +472,7 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
                                        ("last 10 p50 ms", _m("high_p50", "{:.0f}", 1e3)),
                                        ("last 10 p99 ms", _m("high_p99", "{:.0f}", 1e3)),
                                        ("last / first p50", _m("ratio", "{:.1%}")),
-                                       ("lost", _sum("lost"))])
+                                       ("lost per run (all runs)", _lost)])
         L += ["", notes["priority"], ""]
         if "comparison_priority.png" in pngs:
             L += ["![priority](comparison_priority.png)", ""]
@@ -473,11 +481,11 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
         L += ["## Flaky service", "",
               f"The simulator answers 5 % of requests with a 500 (seeded); {fp['n']} requests from "
               f"{fp['threads']} threads over 3 keys, 10 ms latency.", ""]
-        L += _table(data, "flaky", [("lost (all runs)", _sum("lost")),
+        L += _table(data, "flaky", [("lost per run (all runs)", _lost),
                                     ("attempts / request", _m("attempts_per_request", "{:.3f}")),
                                     ("wall s", _m("wall", "{:.2f}")),
                                     ("p99 ms", _m("p99", "{:.0f}", 1e3)),
-                                    ("why lost", lambda rs, c: _errors_cell(rs))])
+                                    ("why lost (all runs)", lambda rs, c: _errors_cell(rs))])
         L += ["", notes["flaky"], ""]
     if "scale" in R:
         sp = p["scale"]["params"]
@@ -491,7 +499,7 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
                                     ("peak MiB added", _m("peak_rss_added", "{:.1f}", 1 / 2**20)),
                                     ("KiB / request", _m("rss_per_request", "{:.2f}", 1 / 1024)),
                                     ("req/s", _m("throughput", "{:.0f}")),
-                                    ("lost", _sum("lost"))])
+                                    ("lost", _lost)])
         L += ["", notes["scale"], ""]
     if "comparison_flaky_scale.png" in pngs:
         L += ["![flaky and scale](comparison_flaky_scale.png)", ""]
