@@ -389,6 +389,25 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
         if notes.get(key):
             L += [f"- **{t['id']}** — " + notes[key].format(**_note_vars(data)), ""]
 
+    # -- every client at a glance
+    L += ["## At a glance", "", "Medians per run. Goodput: wall time against the ideal and requests "
+          "lost; a client that loses requests finishes early. Outage: requests lost and calls "
+          "sent into the dead service.", "",
+          "| client | overhead: x raw | goodput: x ideal / lost | outage: lost / calls into it "
+          "| flaky: lost | scale: CPU ms / KiB per request |", "|---|---:|---:|---:|---:|---:|"]
+    for c in [c for c in ORDER if c != "ours-fifo"]:
+        if not any(c in R.get(sc, {}) for sc in ("overhead", "goodput", "outage", "flaky", "scale")):
+            continue
+        ov = paired(data, "overhead", c, "raw", lambda a, b: a["throughput"] / b["throughput"])
+        g, o, fl, sc_ = (runs(data, x, c) for x in ("goodput", "outage", "flaky", "scale"))
+        cpu, kib = med(sc_, "cpu_per_request"), med(sc_, "rss_per_request")
+        L.append(f"| {LABELS[c]} | {fmt(ov, '{:.2f}')} | {fmt(med(g, 'ratio'), '{:.2f}')} / "
+                 f"{fmt(med(g, 'lost'), '{:.0f}')} | {fmt(med(o, 'lost'), '{:.0f}')} / "
+                 f"{fmt(med(o, 'outage_calls'), '{:.0f}')} | {fmt(med(fl, 'lost'), '{:.0f}')} | "
+                 f"{fmt(None if cpu is None else cpu * 1e3, '{:.2f}')} / "
+                 f"{fmt(None if kib is None else kib / 1024, '{:.1f}')} |")
+    L.append("")
+
     # -- scenarios
     if "overhead" in R:
         n = p["overhead"]["params"]["n"]
