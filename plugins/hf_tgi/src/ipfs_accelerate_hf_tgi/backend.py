@@ -76,9 +76,7 @@ class TGIBackend(Backend):
     server_class: ClassVar[type[TGIServer]] = TGIServer
 
     def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        if not self.config.base_url:  # a self-hosted URL from the environment wins the default
-            self.base_url = (self.base_url_from({}) or self.base_url).rstrip("/")
+        super().__init__(config)  # honours HF_TGI_API_URL when no base URL is configured
         #: the server's limits, learned from the last /info answer
         self.server_info: dict[str, Any] | None = None
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Mapping, Sequence
 from urllib.parse import quote
 
 from ipfs_accelerate_py.backend import Backend
-from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
@@ -75,13 +74,6 @@ class LlvmBackend(Backend):
     metadata_keys: ClassVar[tuple[str, ...]] = ("llvm_api_key",)
     env_base_url: ClassVar[tuple[str, ...]] = ("LLVM_API_URL", "LLVM_BASE_URL")
     metadata_base_url: ClassVar[tuple[str, ...]] = ("llvm_api_url",)
-
-    def __init__(self, config: BackendConfig | None = None) -> None:
-        super().__init__(config)
-        if not self.config.base_url:  # honour LLVM_API_URL / LLVM_BASE_URL
-            env_base = self.base_url_from()
-            if env_base:
-                self.base_url = env_base.rstrip("/")
 
     # ------------------------------------------------------------------ helpers
     def _invalid(self, message: str) -> InvalidRequest:

@@ -94,9 +94,7 @@ class OllamaBackend(Backend):
         "show": ("model",), "pull": ("model",)}
 
     def __init__(self, config: BackendConfig | None = None) -> None:
-        super().__init__(config)
-        if not self.config.base_url:  # OLLAMA_API_URL / OLLAMA_HOST win the default
-            self.base_url = self.base_url_from({}) or self.base_url
+        super().__init__(config)  # honours OLLAMA_API_URL / OLLAMA_HOST when none is configured
         self.base_url = self.normalize_base_url(self.base_url)
 
     @staticmethod

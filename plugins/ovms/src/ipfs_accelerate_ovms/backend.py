@@ -78,11 +78,7 @@ class OvmsBackend(Backend):
     response_id_header: ClassVar[str | None] = None
 
     def __init__(self, config: BackendConfig | None = None) -> None:
-        super().__init__(config)
-        if not self.config.base_url:  # honour OVMS_API_URL even when the client did not look
-            env_base = self.base_url_from()
-            if env_base:
-                self.base_url = env_base.rstrip("/")
+        super().__init__(config)  # honours OVMS_API_URL when no base URL is configured
         self.default_model: str | None = self.option("model") or os.environ.get("OVMS_MODEL") or None
         version = self.option("version")
         self.default_version: Any = version if version is not None else os.environ.get("OVMS_VERSION")
