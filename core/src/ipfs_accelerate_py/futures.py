@@ -29,6 +29,44 @@ class RequestFuture(Future):
             self._on_cancel(self)
         return cancelled
 
+    # While nobody waits on the future and no callback is attached (no condition made
+    # yet: the usual case when ``Client.call`` runs the request on its own thread), a
+    # state change needs no condition at all.  The choice is made under _COND_LOCK, which
+    # also guards making the condition, so a waiter arriving at the same moment either
+    # finds the new state or is notified by the ordinary path.
+    def _quiet(self) -> bool:
+        return "_cond" not in self.__dict__ and not self.__dict__.get("_callback_list")
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with _COND_LOCK:
+            if self._quiet() and self._state == "PENDING":
+                self._state = "RUNNING"
+                return True
+        return super().set_running_or_notify_cancel()
+
+    def set_result(self, result: Any) -> None:
+        with _COND_LOCK:
+            if self._quiet() and self._state in ("PENDING", "RUNNING"):
+                self._result = result
+                self._state = "FINISHED"
+                return
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with _COND_LOCK:
+            if self._quiet() and self._state in ("PENDING", "RUNNING"):
+                self._exception = exception
+                self._state = "FINISHED"
+                return
+        super().set_exception(exception)
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == "FINISHED":  # final: no lock needed to read it
+            if self._exception is not None:
+                raise self._exception
+            return self._result
+        return super().result(timeout)
+
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
         cond = self.__dict__.get("_cond")

@@ -1,0 +1,55 @@
+"""RequestFuture behaves as a concurrent.futures.Future, also on its lock-free paths."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+
+import pytest
+
+from ipfs_accelerate_py.futures import RequestFuture
+
+
+def test_quiet_result_and_exception():
+    f = RequestFuture("req_1")
+    assert f.set_running_or_notify_cancel()
+    f.set_result(42)
+    assert f.done() and f.result() == 42 and f.exception() is None
+    g = RequestFuture("req_2")
+    g.set_exception(ValueError("boom"))
+    with pytest.raises(ValueError, match="boom"):
+        g.result()
+    with pytest.raises(cf.InvalidStateError):
+        f.set_result(1)
+
+
+def test_cancel_then_dispatch_is_refused():
+    f = RequestFuture("req_1")
+    seen = []
+    f.add_done_callback(lambda fut: seen.append(fut.cancelled()))
+    assert f.cancel() and f.cancelled()
+    assert not f.set_running_or_notify_cancel()
+    assert seen == [True]
+
+
+def test_callbacks_and_wait_work_with_quiet_completion():
+    futs = [RequestFuture(f"req_{i}") for i in range(20)]
+    hits = []
+    futs[0].add_done_callback(lambda fut: hits.append(fut.result()))
+    threading.Timer(0.05, lambda: [f.set_result(i) for i, f in enumerate(futs)]).start()
+    done, pending = cf.wait(futs, timeout=5)
+    assert len(done) == 20 and not pending and hits == [0]
+    assert sorted(f.result() for f in cf.as_completed(futs, timeout=5)) == list(range(20))
+
+
+def test_no_lost_wakeup_between_a_waiter_and_a_setter():
+    # A waiter that arrives while the result is being set must never hang.
+    for i in range(2000):
+        f = RequestFuture(f"req_{i}")
+        f.set_running_or_notify_cancel()
+        box = []
+        t = threading.Thread(target=lambda: box.append(f.result(timeout=5)))
+        t.start()
+        f.set_result(i)
+        t.join(5)
+        assert not t.is_alive() and box == [i]
