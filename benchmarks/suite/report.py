@@ -367,8 +367,9 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
              "the machine was otherwise idle."),
           "",
           f"Code measured: {m.get('core', '?')}"
-          + (" — a snapshot of that commit's core, because the shared working tree was being "
-             "edited by others during the run" if "imported from" in m.get("core", "") else "")
+          + (" — a snapshot of that commit's core, so that edits others made to the shared "
+             "working tree during the run could not change what was measured"
+             if "imported from" in m.get("core", "") else "")
           + ". Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
     if data.get("problems"):
         for mod, why in data["problems"].items():
