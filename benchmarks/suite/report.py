@@ -363,8 +363,11 @@ def write(data: dict[str, Any], out: Path, notes: dict[str, str] | None = None) 
           f"after {'/'.join(f'{x:.1f}' for x in m['loadavg'])}: "
           + ("other work was running on this 2-core machine at the same time (other engineers' "
              "test suites), so absolute numbers are noisy; ratios between clients measured in "
-             "the same interleaved round are the meaningful part." if max(m["loadavg"]) > 1.5 else
-             "the machine was otherwise idle."),
+             "the same interleaved round are the meaningful part."
+             if (la_b or m["loadavg"])[0] > 1.0 else
+             "the machine was quiet when the run started; the load during it is mostly the "
+             "benchmark itself (simulator and client on 2 cores), though other engineers' "
+             "work shares the machine and can start at any time, so single rounds still vary."),
           "",
           f"Code measured: {m.get('core', '?')}"
           + (" — a snapshot of that commit's core, so that edits others made to the shared "
