@@ -137,3 +137,35 @@ def test_deadline_bounds_the_wait_for_an_open_breaker(pm, echo_server):
         with pytest.raises(DeadlineExceeded) as info:
             c.call("echo", "echo", {"n": 1}, deadline=0.8)
         assert info.value.last_error is not None and info.value.last_error.status == 503
+
+
+def test_requests_picked_before_the_breaker_opened_are_not_sent_into_the_outage(pm, echo_server):
+    """Requests already taken for dispatch when another request's failure trips the
+    breaker go back to the queue unsent instead of hitting the failing service."""
+    outage = Outage(echo_server)
+    outage.srv = type("S", (), {"protocol": echo_server.protocol})()
+    echo_server.protocol = outage
+    outage.down.set()
+    with client(pm, echo_server, max_concurrency=1,
+                breaker=BreakerPolicy(window_size=2, minimum_calls=1, open_interval=0.3,
+                                      interval_multiplier=1.0, max_open_interval=0.3)) as c:
+        first = c.submit("echo", "echo", {"n": 0})
+        deadline = time.monotonic() + 5
+        while c.breaker_state("echo") != "open" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # Simulate a request picked while closed that reaches the send step now.
+        bs = c._backends["echo"]
+        job_future = c.submit("echo", "echo", {"n": 1})
+        job = job_future._job
+        with c._cond:
+            removed = c._queue.remove(job.entry)
+            key = bs.keys[0]
+            key.in_flight += 1
+            c._in_flight += 1
+        assert removed
+        before = len(outage.calls)
+        assert c._breaker_opened(bs, key, [job]) is True
+        assert len(outage.calls) == before and job.attempts == 0
+        outage.down.clear()
+        assert first.result(10).text == '{"n": 0}'
+        assert job_future.result(10).text == '{"n": 1}'

@@ -645,6 +645,8 @@ class Client:
                             j.running = True
                             bs.budget.record_request(time.monotonic())
                         jobs.append(j)
+        if self._breaker_opened(bs, key, jobs):
+            return
         now = time.monotonic()
         for j in jobs:
             j.attempts += 1
@@ -705,6 +707,24 @@ class Client:
                 continue
             j.future.set_result(r)
             self._finished(j, Outcome.SUCCESS, r.usage if len(jobs) > 1 else usage, len(jobs))
+
+    def _breaker_opened(self, bs: _BackendState, key: KeyCandidate, jobs: list[_Job]) -> bool:
+        """The breaker opened between picking these requests and sending them (another
+        thread's failure tripped it): put them back unsent, spending no attempt, so an
+        outage gets probes only, not the stragglers of the moment it began."""
+        with self._cond:
+            now = time.monotonic()
+            if self._stop or bs.breaker.state(now) != "open":
+                return False
+            key.in_flight -= 1
+            self._in_flight -= 1
+            key.limiter.release_unsent(sum(j.tokens or 0 for j in jobs), now,
+                                       acquired_at=jobs[0].acquired_at)
+            for j in jobs:
+                j.entry.not_before = now
+                self._queue.requeue(j.entry, now)
+            self._cond.notify()
+        return True
 
     def _attempt(self, bs: _BackendState, request: Request, key: KeyCandidate,
                  jobs: list[_Job], epoch: int, hints: list[Any]) -> Result | ResultStream:
