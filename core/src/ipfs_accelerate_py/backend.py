@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Iterator, Mapping, Sequence
 
 from .config import BackendConfig
 from .errors import (
@@ -176,6 +176,16 @@ class Backend:
             response=response,
             backend=self.name,
         )
+
+    def error_factory(self, response: requests.Response | None
+                      ) -> Callable[..., ProviderError]:
+        """``make(cls, message, code=None)`` bound to ``response``: what shared parsers (for
+        instance ``wire.openai_compat``) call to raise an error carrying this response."""
+
+        def make(cls: type[ProviderError], message: str, code: str | None = None) -> ProviderError:
+            return self.make_error(cls, message, response, code=code)
+
+        return make
 
     def provider_request_id(self, response: requests.Response | None) -> str | None:
         if response is None or not self.response_id_header:

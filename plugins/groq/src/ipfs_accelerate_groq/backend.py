@@ -57,12 +57,6 @@ class GroqBackend(Backend):
             raise InvalidRequest(f"groq {request.operation}: payload needs {', '.join(missing)}",
                                  backend=self.name)
 
-    def _errors(self, response: Any) -> oc.ErrorFactory:
-        def make(cls: type[ProviderError], message: str, code: str | None) -> ProviderError:
-            return self.make_error(cls, message, response, code=code)
-
-        return make
-
     def classify_error(self, request: Request | None, response: Any) -> ProviderError:
         info = oc.classify_error_body(*_decoded(response))
         cls = info.cls
@@ -99,10 +93,10 @@ class GroqBackend(Backend):
     def parse_chat(self, request: Request, response: Any) -> Result:
         return oc.parse_chat_completion(self.decode_json(response),
                                         request_id=self.provider_request_id(response),
-                                        make_error=self._errors(response))
+                                        make_error=self.error_factory(response))
 
     def stream_chat(self, request: Request, response: Any) -> Iterator[StreamChunk]:
-        for chunk in oc.iter_stream(response, self._errors(response)):
+        for chunk in oc.iter_stream(response, self.error_factory(response)):
             if chunk.usage is None and isinstance(chunk.raw, Mapping):
                 extra = chunk.raw.get("x_groq")
                 if isinstance(extra, Mapping) and extra.get("usage"):
@@ -117,7 +111,7 @@ class GroqBackend(Backend):
     def parse_models(self, request: Request, response: Any) -> Result:
         return oc.parse_model_list(self.decode_json(response),
                                    request_id=self.provider_request_id(response),
-                                   make_error=self._errors(response))
+                                   make_error=self.error_factory(response))
 
     def build_model(self, request: Request, key: ApiKey | None) -> HttpRequest:
         return HttpRequest("GET", self.url("models/" + quote(str(request.payload["model"]), safe="/")))
@@ -125,7 +119,7 @@ class GroqBackend(Backend):
     def parse_model(self, request: Request, response: Any) -> Result:
         return oc.parse_model(self.decode_json(response),
                               request_id=self.provider_request_id(response),
-                              make_error=self._errors(response))
+                              make_error=self.error_factory(response))
 
 
 def request_window(info: RateLimitInfo) -> float:

@@ -174,10 +174,6 @@ class TGIBackend(Backend):
         return HttpRequest("GET", self.url("/health"))
 
     # ------------------------------------------------------------------ parsing
-    def _factory(self, response: requests.Response | None) -> oai.ErrorFactory:
-        def make(cls: type[ProviderError], message: str, code: str | None) -> ProviderError:
-            return self.make_error(cls, message, response, code=code)
-        return make
 
     @staticmethod
     def _header_usage(response: requests.Response) -> Usage | None:
@@ -210,20 +206,20 @@ class TGIBackend(Backend):
         if isinstance(body, dict) and "error" in body and "choices" not in body:
             raise self._stream_error(body, response)
         return oai.parse_chat_completion(body, request_id=self.provider_request_id(response),
-                                         make_error=self._factory(response))
+                                         make_error=self.error_factory(response))
 
     def parse_completions(self, request: Request, response: requests.Response) -> Result:
         body = self.decode_json(response)
         if isinstance(body, dict) and "error" in body and "choices" not in body:
             raise self._stream_error(body, response)
         return oai.parse_completion(body, request_id=self.provider_request_id(response),
-                                    make_error=self._factory(response))
+                                    make_error=self.error_factory(response))
 
     def parse_models(self, request: Request, response: requests.Response) -> Result:
         body = self.decode_json(response)
         if isinstance(body, dict) and isinstance(body.get("data"), list):
             return oai.parse_model_list(body, request_id=self.provider_request_id(response),
-                                        make_error=self._factory(response))
+                                        make_error=self.error_factory(response))
         if not isinstance(body, dict) or "id" not in body:  # TGI answers its one model
             raise self.make_error(TransientError, "TGI /v1/models answered without a model id",
                                   response, code="malformed_response")
@@ -254,7 +250,7 @@ class TGIBackend(Backend):
     # ------------------------------------------------------------------ streams
     def _events(self, response: requests.Response) -> Iterator[tuple[SSEEvent, Any]]:
         """(event, decoded JSON) pairs; TGI error events raise, non-JSON data raises."""
-        for ev in oai.safe_events(response, self._factory(response)):
+        for ev in oai.safe_events(response, self.error_factory(response)):
             data = ev.data.strip()
             if data == "[DONE]":
                 yield ev, None
@@ -293,7 +289,7 @@ class TGIBackend(Backend):
         events = (ev for ev, _ in self._events(response))
         finished = False
         try:
-            for chunk in oai.iter_stream_events(events, self._factory(response)):
+            for chunk in oai.iter_stream_events(events, self.error_factory(response)):
                 finished = finished or chunk.finish_reason is not None
                 yield chunk
         except IncompleteStream:
@@ -306,7 +302,7 @@ class TGIBackend(Backend):
     def _stream_error(self, body: Any, response: requests.Response | None) -> ProviderError:
         """An error carried in a 200 answer (an SSE event or a JSON body)."""
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            return oai.error_from_body(body, self._factory(response))
+            return oai.error_from_body(body, self.error_factory(response))
         message = str(body.get("error") if isinstance(body, dict) else body)
         etype = str(body.get("error_type") or "") if isinstance(body, dict) else ""
         cls = _TYPE_CLASSES.get(etype.lower(), TransientError)

@@ -86,12 +86,6 @@ class OPEABackend(Backend):
             raise InvalidRequest(f"opea {request.operation}: payload needs {', '.join(missing)}",
                                  backend=self.name)
 
-    def _errors(self, response: Any) -> oc.ErrorFactory:
-        def make(cls: type[ProviderError], message: str, code: str | None) -> ProviderError:
-            return self.make_error(cls, message, response, code=code)
-
-        return make
-
     def classify_error(self, request: Request | None, response: Any) -> ProviderError:
         info = oc.classify_response(response)
         return self.make_error(info.cls, info.message, response, code=info.code)
@@ -113,11 +107,11 @@ class OPEABackend(Backend):
         choices = body.get("choices") if isinstance(body, Mapping) else None
         # A plain-string "messages" is answered as a text completion.
         if isinstance(choices, list) and choices and "text" in choices[0] and "message" not in choices[0]:
-            return oc.parse_completion(body, request_id=rid, make_error=self._errors(response))
-        return oc.parse_chat_completion(body, request_id=rid, make_error=self._errors(response))
+            return oc.parse_completion(body, request_id=rid, make_error=self.error_factory(response))
+        return oc.parse_chat_completion(body, request_id=rid, make_error=self.error_factory(response))
 
     def stream_chat(self, request: Request, response: Any) -> Iterator[StreamChunk]:
-        return oc.iter_stream(response, self._errors(response))
+        return oc.iter_stream(response, self.error_factory(response))
 
     # ------------------------------------------------------------------ chatqna
     def build_chatqna(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -131,7 +125,7 @@ class OPEABackend(Backend):
     def stream_chatqna(self, request: Request, response: Any) -> Iterator[StreamChunk]:
         """The gateway streams ``data: b'token'`` frames (Python bytes literals), or the LLM's
         own OpenAI chunks passed through, and ends with ``data: [DONE]``."""
-        make = self._errors(response)
+        make = self.error_factory(response)
         for ev in oc.safe_events(response, make):
             data = ev.data.strip()
             if data == "[DONE]":
@@ -173,7 +167,7 @@ class OPEABackend(Backend):
             vectors = vec if isinstance(vec[0], list) else [vec]
             return Result(request_id=rid, raw=body, data=[[float(x) for x in v] for v in vectors])
         return oc.parse_embeddings(body, expected=oc.embedding_inputs(request.payload.get("input")),
-                                   request_id=rid, make_error=self._errors(response))
+                                   request_id=rid, make_error=self.error_factory(response))
 
     # ------------------------------------------------------------------ rerank
     def build_rerank(self, request: Request, key: ApiKey | None) -> HttpRequest:

@@ -97,12 +97,6 @@ class OpenAIBackend(Backend):
             headers["OpenAI-Project"] = self.project
         return headers
 
-    def _errors(self, response: Any) -> oc.ErrorFactory:
-        def make(cls: type[ProviderError], message: str, code: str | None) -> ProviderError:
-            return self.make_error(cls, message, response, code=code)
-
-        return make
-
     def _post(self, path: str, request: Request, *, streamable: bool = False) -> HttpRequest:
         body = dict(request.payload)
         body.pop("stream", None)
@@ -129,10 +123,10 @@ class OpenAIBackend(Backend):
     def parse_chat(self, request: Request, response: Any) -> Result:
         return oc.parse_chat_completion(self.decode_json(response),
                                         request_id=self.provider_request_id(response),
-                                        make_error=self._errors(response))
+                                        make_error=self.error_factory(response))
 
     def stream_chat(self, request: Request, response: Any) -> Iterator[StreamChunk]:
-        return oc.iter_stream(response, self._errors(response))
+        return oc.iter_stream(response, self.error_factory(response))
 
     # ------------------------------------------------------------------ completions
     def build_completions(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -141,10 +135,10 @@ class OpenAIBackend(Backend):
     def parse_completions(self, request: Request, response: Any) -> Result:
         return oc.parse_completion(self.decode_json(response),
                                    request_id=self.provider_request_id(response),
-                                   make_error=self._errors(response))
+                                   make_error=self.error_factory(response))
 
     def stream_completions(self, request: Request, response: Any) -> Iterator[StreamChunk]:
-        return oc.iter_stream(response, self._errors(response))
+        return oc.iter_stream(response, self.error_factory(response))
 
     # ------------------------------------------------------------------ embeddings
     def build_embeddings(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -154,7 +148,7 @@ class OpenAIBackend(Backend):
         return oc.parse_embeddings(self.decode_json(response),
                                    expected=oc.embedding_inputs(request.payload.get("input")),
                                    request_id=self.provider_request_id(response),
-                                   make_error=self._errors(response))
+                                   make_error=self.error_factory(response))
 
     # ------------------------------------------------------------------ moderations
     def build_moderations(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -176,7 +170,7 @@ class OpenAIBackend(Backend):
     def parse_models(self, request: Request, response: Any) -> Result:
         return oc.parse_model_list(self.decode_json(response),
                                    request_id=self.provider_request_id(response),
-                                   make_error=self._errors(response))
+                                   make_error=self.error_factory(response))
 
     def build_model(self, request: Request, key: ApiKey | None) -> HttpRequest:
         return HttpRequest("GET", self.url("models/" + quote(str(request.payload["model"]), safe=":")))
@@ -184,7 +178,7 @@ class OpenAIBackend(Backend):
     def parse_model(self, request: Request, response: Any) -> Result:
         return oc.parse_model(self.decode_json(response),
                               request_id=self.provider_request_id(response),
-                              make_error=self._errors(response))
+                              make_error=self.error_factory(response))
 
     # ------------------------------------------------------------------ batching
     def batch_key(self, request: Request) -> Hashable | None:

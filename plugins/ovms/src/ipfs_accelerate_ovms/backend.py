@@ -287,21 +287,15 @@ class OvmsBackend(Backend):
             http.headers["Accept"] = "text/event-stream"
         return http
 
-    def _factory(self, response: requests.Response) -> oa.ErrorFactory:
-        def make(cls: type[ProviderError], message: str, code: str | None = None) -> ProviderError:
-            return self.make_error(cls, message, response, code=code)
-
-        return make
-
     def _with_backend(self, result: Result) -> Result:
         return attrs.evolve(result, backend=self.name, request_id=None)
 
     def parse_chat(self, request: Request, response: requests.Response) -> Result:
         return self._with_backend(oa.parse_chat_completion(self._json_object(response),
-                                                           make_error=self._factory(response)))
+                                                           make_error=self.error_factory(response)))
 
     def stream_chat(self, request: Request, response: requests.Response) -> Iterator[StreamChunk]:
-        return oa.iter_stream(response, self._factory(response))
+        return oa.iter_stream(response, self.error_factory(response))
 
     def build_completions(self, request: Request, key: ApiKey | None) -> HttpRequest:
         body = self._v3_body(request)
@@ -314,11 +308,11 @@ class OvmsBackend(Backend):
 
     def parse_completions(self, request: Request, response: requests.Response) -> Result:
         return self._with_backend(oa.parse_completion(self._json_object(response),
-                                                      make_error=self._factory(response)))
+                                                      make_error=self.error_factory(response)))
 
     def stream_completions(self, request: Request,
                            response: requests.Response) -> Iterator[StreamChunk]:
-        return oa.iter_stream(response, self._factory(response))
+        return oa.iter_stream(response, self.error_factory(response))
 
     def build_embeddings(self, request: Request, key: ApiKey | None) -> HttpRequest:
         body = self._v3_body(request)
@@ -331,7 +325,7 @@ class OvmsBackend(Backend):
     def parse_embeddings(self, request: Request, response: requests.Response) -> Result:
         return self._with_backend(oa.parse_embeddings(
             self._json_object(response), expected=oa.embedding_inputs(request.payload.get("input")),
-            make_error=self._factory(response)))
+            make_error=self.error_factory(response)))
 
     def build_rerank(self, request: Request, key: ApiKey | None) -> HttpRequest:
         body = self._v3_body(request)
