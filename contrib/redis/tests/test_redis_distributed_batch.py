@@ -188,7 +188,7 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
     """A loader died after 5 lines (its lock expired) and a worker died holding line 2:
     one new worker loads the rest, takes line 2 over and writes the whole output; run
     again, it rewrites OUT from Redis without sending anything."""
-    from ipfs_accelerate_py.cli import CliError
+    from ipfs_accelerate_py.jobs import JobError
     from ipfs_accelerate_py.client import Client
     from ipfs_accelerate_py.config import BackendConfig, ClientConfig
     from ipfs_accelerate_py.plugins import get_plugin_manager
@@ -202,7 +202,7 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
     r = redis.Redis.from_url(redis_url)
     keys = JobKeys(namespace)
     installed = get_plugin_manager().backends()
-    from ipfs_accelerate_py.cli import read_batch_input
+    from ipfs_accelerate_py.jobs import read_batch_input
 
     lines, bad = read_batch_input(str(inp), installed)
     assert len(lines) == n and len(bad) == 1
@@ -239,7 +239,7 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
             # a worker given another file (or lacking a plugin) for the same job refuses
             other = tmp_path / "other.jsonl"
             _write_requests(other, n + 1)
-            with pytest.raises(CliError, match="another input"):
+            with pytest.raises(JobError, match="another input"):
                 run_distributed_batch(other, tmp_path / "o2.jsonl", redis_client=r, job=namespace,
                                       client=client, installed=installed, show_progress=False)
             assert not (tmp_path / "o2.jsonl").exists()
@@ -270,7 +270,7 @@ def test_unreachable_redis_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
 
 def test_a_request_that_kills_every_worker_is_failed_not_retried_forever(
         redis_url: str, namespace: str, tmp_path: Path) -> None:
-    from ipfs_accelerate_py.cli import read_batch_input
+    from ipfs_accelerate_py.jobs import read_batch_input
     from ipfs_accelerate_py.client import Client
     from ipfs_accelerate_py.config import BackendConfig, ClientConfig
     from ipfs_accelerate_py.plugins import get_plugin_manager

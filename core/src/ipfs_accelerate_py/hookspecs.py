@@ -226,3 +226,46 @@ def accelerate_on_breaker_changed(event: BreakerChanged) -> None:
 
     Called on every transition, under the pipeline's lock: keep it quick.
     """
+
+
+# ================================================================ command line
+# Hooks of the ``ipfs-accelerate`` command (``ipfs_accelerate_py.cli``), in the spirit of
+# pytest's ``pytest_addoption`` and llm's ``register_commands``.  They are called only by
+# the command line, never by a ``Client``.
+@hookspec
+def accelerate_cli_commands(subparsers: Any) -> None:
+    """Add commands to ``ipfs-accelerate``.
+
+    :param subparsers: the :mod:`argparse` sub-parsers action of the top-level parser; call
+        ``subparsers.add_parser(name, help=...)`` and give the new parser
+        ``set_defaults(func=run)``, where ``run(args) -> int`` returns the exit status.  A
+        :class:`~ipfs_accelerate_py.jobs.JobError` it raises is shown as one line (exit 2).
+
+    Called once per parser build, on the main thread, after the core's own commands.
+    """
+
+
+@hookspec
+def accelerate_cli_options(command: str, parser: Any) -> None:
+    """Add options to a command of ``ipfs-accelerate`` (the core's or a plugin's).
+
+    :param command: the command's name (``"batch"``, ``"chat"``, ...).
+    :param parser: that command's :class:`argparse.ArgumentParser`; add arguments to it.
+        Their values reach the command (for ``batch``, the runner's ``job.options``).
+
+    Called once per command per parser build, on the main thread.
+    """
+
+
+@hookspec(firstresult=True)
+def accelerate_cli_run_batch(job: Any) -> int | None:
+    """Run a ``batch`` job another way (e.g. distributed through Redis).
+
+    :param job: the :class:`~ipfs_accelerate_py.jobs.BatchJob` (paths, parsed options,
+        installed backends, a client factory and a redactor).  The output path is already
+        checked: it is writable and is not the input.
+    :return: the exit status, or None to leave the job to the next runner (last of all the
+        core's own journaled, resumable runner).
+
+    Called once per ``batch`` command, on the main thread, before the core's runner.
+    """

@@ -34,8 +34,16 @@ CREATE TABLE IF NOT EXISTS done (
 """
 
 
-class JournalMismatch(Exception):
+class JournalError(Exception):
+    """A journal we cannot use (another input's, or not a journal at all)."""
+
+
+class JournalMismatch(JournalError):
     """The journal belongs to a different input file."""
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is not a readable journal (damaged, or some other file)."""
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -52,9 +60,17 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # a process kill never loses a commit
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a process kill never loses a commit
+            self.db.executescript(SCHEMA)
+            self.db.execute("SELECT id, line_no, ok, end_offset, line FROM done LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
+                raise
+            raise JournalCorrupt(f"the journal {self.path} is not a usable journal ({exc}); "
+                                 f"move it away, or use --restart to start over") from None
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
@@ -112,7 +128,7 @@ class ResumableOutput:
         jpath = Path(journal_path)
         if restart:
             for p in (jpath, Path(str(jpath) + "-wal"), Path(str(jpath) + "-shm"), self.out_path):
-                if p.exists():
+                if p.is_file():  # never a device or a pipe given as OUT
                     p.unlink()
         self.journal = Journal(jpath)
         self.journal.bind_input(input_digest, input_name)
@@ -161,20 +177,24 @@ class ResumableOutput:
         rows = []
         chunks = []
         offset = self.offset
+        taken: set[str] = set()
         for rid, line_no, ok, line in items:
-            if rid in self.done:
+            if rid in self.done or rid in taken:
                 continue
-            self.done.add(rid)
+            taken.add(rid)
             chunks.append(line)
             offset += len(line)
             rows.append((rid, line_no, ok, offset, line))
         if not rows:
             return 0
+        # Done (in memory and in the journal) only once the lines are on disk: a failed
+        # write (a full disk) leaves an unjournaled tail that the next run drops.
         self.file.write(b"".join(chunks))
         self.file.flush()
         os.fsync(self.file.fileno())
-        self.offset = offset
         self.journal.record(rows)
+        self.offset = offset
+        self.done |= taken
         return len(rows)
 
     def close(self) -> None:

@@ -28,20 +28,21 @@ redacted result lines the single-process batch writes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import redis
 
-from ipfs_accelerate_py.cli import (REDACT, CliError, Progress, _err, error_json,
-                                    read_batch_input, result_json)
+from ipfs_accelerate_py.jobs import (BatchJob, JobError, Progress, input_digest,
+                                     read_batch_input, result_record)
 from ipfs_accelerate_py.request import Request
 
 from .health import redact_url
@@ -101,13 +102,12 @@ class JobKeys:
         return [self.requests, self.results, self.meta, self.lock]
 
 
-def input_digest(input_path: str | os.PathLike[str]) -> str:
-    """SHA-256 of the input file's content."""
-    h = hashlib.sha256()
-    with open(input_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _report(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
 
 
 def job_name(input_path: str | os.PathLike[str]) -> str:
@@ -170,6 +170,8 @@ class _Worker:
         self.capacity = max(1, capacity)
         self.ttl = ttl
         self.progress = progress
+        self.redact: Callable[[str], str] = str
+        self.report: Callable[[str], None] = _report
         self.max_deliveries = DEFAULT_MAX_DELIVERIES
         self.digest = ""  # of this worker's input; every worker must have the same
         self.done_q: queue.Queue = queue.Queue()
@@ -203,10 +205,7 @@ class _Worker:
         for start in range(0, len(todo), 500):
             pipe = self.r.pipeline(transaction=False)
             for ln in todo[start:start + 500]:
-                line = json.dumps({"id": ln.id, "backend": ln.backend, "operation": ln.operation,
-                                   "payload": ln.payload, "priority": int(ln.priority)},
-                                  ensure_ascii=False)
-                pipe.xadd(self.keys.requests, {"line": ln.line_no, "request": line},
+                pipe.xadd(self.keys.requests, {"line": ln.line_no, "request": ln.request_json()},
                           id=f"{ln.line_no}-0")
             for res in pipe.execute(raise_on_error=False):
                 if isinstance(res, Exception) and "equal or smaller" not in str(res):
@@ -233,7 +232,7 @@ class _Worker:
         if (digest and _decode(digest) != self.digest) or int(total) != len(self.lines):
             # Another file, or other plugins here (a line valid there is bad here): this
             # worker would record failures for requests the others can run.
-            raise CliError(f"job {self.keys.name} was loaded from another input or with other "
+            raise JobError(f"job {self.keys.name} was loaded from another input or with other "
                            f"backends installed ({int(total)} valid requests there, "
                            f"{len(self.lines)} here); every worker needs the same IN and plugins")
         return True, int(total), int(count)
@@ -283,18 +282,9 @@ class _Worker:
         nfail = 0
         for eid, fut, exc in batch:
             rid, line_no = self.in_flight.pop(eid)
-            if exc is None:
-                exc = fut.exception()
-            try:
-                rec = ({"id": rid, "ok": True, "result": result_json(fut.result())}
-                       if exc is None else {"id": rid, "ok": False, "error": error_json(exc)})
-                text = json.dumps(rec, ensure_ascii=False)
-            except Exception as ser:
-                exc = ser
-                text = json.dumps({"id": rid, "ok": False, "error": {
-                    "type": "OutputError", "message": f"result not serialisable: {ser}"}})
-            nfail += exc is not None
-            items.append((eid, rid, line_no, REDACT(text)))
+            ok, text = result_record(rid, exc if exc is not None else fut, self.redact)
+            nfail += not ok
+            items.append((eid, rid, line_no, text))
         added = record_results(self.r, self.keys, items)
         if added and self.processed == 0:  # the hash exists now: give it the job's expiry
             self.r.expire(self.keys.results, self.ttl)
@@ -311,7 +301,7 @@ class _Worker:
         entries = [e for e in res[1] if e[1] and _decode(e[0]) not in self.in_flight]
         self.claimed += len(entries)
         if entries:
-            _err(f"worker {self.consumer}: took over {len(entries)} request(s) idle longer "
+            self.report(f"worker {self.consumer}: took over {len(entries)} request(s) idle longer "
                  f"than {self.claim_timeout:g} s")
             entries = self._drop_poison(entries)
         return entries
@@ -336,7 +326,7 @@ class _Worker:
                 "type": "WorkerLost", "message": f"delivered {times[eid]} times; every worker "
                                                  f"that took it stopped before finishing"}})))
         if failed:
-            _err(f"worker {self.consumer}: {len(failed)} request(s) failed: every worker that "
+            self.report(f"worker {self.consumer}: {len(failed)} request(s) failed: every worker that "
                  f"took them stopped ({self.max_deliveries} deliveries)")
             self.processed += record_results(self.r, self.keys, failed)
         return keep
@@ -401,12 +391,20 @@ def _write_output(r: redis.Redis, keys: JobKeys, path: Path) -> tuple[int, int]:
     return len(rows), ok
 
 
-def _write_errors(path: Path, bad: list[dict]) -> None:
+def _write_errors(path: Path, bad: list[dict], redact: Callable[[str], str]) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
         for b in bad:
-            f.write(REDACT(json.dumps(b)) + "\n")
+            f.write(redact(json.dumps(b)) + "\n")
     os.replace(tmp, path)
+
+
+def check_redis_url(url: str) -> None:
+    """A one-line error for a URL that is not a Redis one (``http://...``)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise JobError(f"--redis {redact_url(url)}: not a Redis URL; use "
+                       + ", ".join(f"{s}://" for s in REDIS_SCHEMES))
 
 
 def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
@@ -418,7 +416,9 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
                           errors_path: str | os.PathLike[str] | None = None,
                           redis_client: redis.Redis | None = None, ttl: int = DEFAULT_TTL,
                           max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-                          show_progress: bool = True) -> BatchSummary:
+                          show_progress: bool = True,
+                          redact: Callable[[str], str] = str,
+                          report: Callable[[str], None] = _report) -> BatchSummary:
     """Work on the job of ``input_path`` with the other workers until every request has a
     result, then write ``output_path``.
 
@@ -426,10 +426,14 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
     the input uses (called once; that client is closed at the end).  ``installed`` maps
     backend names to classes (default: the installed plugins) to validate input lines.
     A request delivered more than ``max_deliveries`` times (each of its workers died) is
-    recorded as failed (``WorkerLost``).
+    recorded as failed (``WorkerLost``).  ``redact`` scrubs secrets from what is written;
+    ``report`` shows one-line notes.  Problems the user can fix raise
+    :class:`~ipfs_accelerate_py.jobs.JobError`.
     """
     if not claim_timeout > 0:
-        raise CliError("--claim-timeout must be > 0 seconds")
+        raise JobError("--claim-timeout must be > 0 seconds")
+    if redis_url is not None:
+        check_redis_url(redis_url)
     if installed is None:
         from ipfs_accelerate_py.plugins import get_plugin_manager
 
@@ -440,24 +444,32 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
     name = job or digest[:16]
     keys = JobKeys(name)
     consumer = consumer or default_consumer()
-    r = redis_client or redis.Redis.from_url(redis_url or "redis://127.0.0.1:6379/0",
-                                             socket_connect_timeout=5)
+    try:
+        r = redis_client or redis.Redis.from_url(redis_url or "redis://127.0.0.1:6379/0",
+                                                 socket_connect_timeout=5)
+    except ValueError as exc:
+        raise JobError(f"--redis: {exc}") from None
     shown = redact_url(redis_url) if redis_url else "the given Redis client"
     try:
         r.ping()
     except redis.RedisError as exc:
-        raise CliError(f"cannot reach Redis at {shown}: {exc}") from None
-    _write_errors(Path(errors_path) if errors_path else out.with_name(out.name + ".errors.jsonl"),
-                  bad)
+        raise JobError(f"cannot reach Redis at {shown}: {exc}") from None
+    try:
+        _write_errors(Path(errors_path) if errors_path else out.with_name(out.name + ".errors.jsonl"),
+                      bad, redact)
+    except OSError as exc:
+        raise JobError(f"cannot write the errors file: {exc.strerror}") from None
     own_client = callable(client) and not hasattr(client, "submit")
     used = sorted({ln.backend for ln in lines})
     pipeline = (client(used) if used else None) if own_client else client
     if pipeline is None and lines:
-        raise CliError("no pipeline client")
+        raise JobError("no pipeline client")
     progress = Progress(len(lines), pipeline, label=f"{consumer} ") if show_progress else None
     worker = _Worker(r, keys, consumer, lines, pipeline, claim_timeout, capacity, ttl, progress)
     worker.digest = digest
     worker.max_deliveries = max_deliveries
+    worker.redact = redact
+    worker.report = report
     try:
         try:
             if progress is not None:
@@ -466,12 +478,16 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
             else:
                 worker.run()
         except redis.RedisError as exc:
-            raise CliError(f"lost Redis at {shown}: {exc}") from None
+            raise JobError(f"lost Redis at {shown}: {exc}") from None
         if worker.loaded_here:
             for b in bad:
-                _err(f"{input_path}:{b['line']}: {b['error']}")
+                report(f"{input_path}:{b['line']}: {b['error']}")
         total = int(r.hget(keys.meta, "total") or 0)
-        written, ok = _write_output(r, keys, out)
+        try:
+            written, ok = _write_output(r, keys, out)
+        except OSError as exc:
+            raise JobError(f"writing {out} failed: {exc.strerror}; every result stays in Redis "
+                           f"until the job expires: run the same command again") from None
     finally:
         if own_client and pipeline is not None:
             pipeline.close(wait=False)
@@ -480,36 +496,30 @@ def run_distributed_batch(input_path: str | os.PathLike[str], output_path: str |
                         loaded_here=worker.loaded_here)
 
 
-def cli_batch(args: Any) -> int:
-    """``ipfs-accelerate batch ... --redis URL``: the CLI's options mapped onto
-    :func:`run_distributed_batch`."""
-    from ipfs_accelerate_py.cli import (_backend_config, _client_config, _parse_base_urls,
-                                        read_keys_file)
-    from ipfs_accelerate_py.client import Client
-    from ipfs_accelerate_py.plugins import get_plugin_manager
-
-    if args.restart:
-        raise CliError("--restart does not apply with --redis: name a new job with --job")
-    installed = get_plugin_manager().backends()
+def run_cli_job(job: BatchJob) -> int:
+    """``ipfs-accelerate batch ... --redis URL``: the command's job run by
+    :func:`run_distributed_batch` (called through the ``accelerate_cli_run_batch`` hook)."""
+    opts = job.options
+    if getattr(opts, "restart", False):
+        raise JobError("--restart does not apply with --redis: name a new job with --job")
+    check_redis_url(opts.redis)
     made: list[Any] = []
 
     def make_client(used: list[str]) -> Any:
-        keys_file = read_keys_file(args.keys_file) if args.keys_file else None
-        bases = _parse_base_urls(args.base_url, used)
-        configs = [_backend_config(n, installed[n], args, keys_file, bases.get(n)) for n in used]
-        made.append(Client(configs, _client_config(args)))
+        made.append(job.make_client(used))
         return made[0]
 
-    concurrency = max(1, args.concurrency or 8)
+    concurrency = getattr(opts, "concurrency", None) or 8
     summary = run_distributed_batch(
-        args.input, args.output, args.redis, job=args.job, client=make_client,
-        installed=installed, claim_timeout=args.claim_timeout,
-        capacity=2 * concurrency, errors_path=args.errors)
+        job.input_path, job.output_path, opts.redis, job=opts.job, client=make_client,
+        installed=job.backends, claim_timeout=opts.claim_timeout,
+        capacity=2 * concurrency, errors_path=job.errors_path, redact=job.redact,
+        report=job.report)
     if made:
         print(made[0].stats().table())
     print(f"job {summary.job}: this worker ran {summary.processed_here} request(s), "
           f"took over {summary.claimed}" + (", loaded the job" if summary.loaded_here else ""))
     print(f"requests: {summary.total}  written: {summary.written}  ok: {summary.ok}  "
           f"failed: {summary.failed}  bad lines: {summary.bad}  lost: {summary.lost}")
-    print(f"output: {args.output}")
+    print(f"output: {job.output_path}")
     return summary.exit_code

@@ -48,3 +48,31 @@ class RedisStatePlugin:
         from .health import redact_url
 
         return f"RedisStatePlugin({redact_url(self.url) if self.url else self.store!r})"
+
+
+# ---------------------------------------------------------------- command line
+@hookimpl
+def accelerate_cli_options(command: str, parser: Any) -> None:
+    """``batch --redis URL``: several workers share one job through Redis Streams."""
+    if command != "batch":
+        return
+    from ipfs_accelerate_py.cli.common import positive_float
+
+    group = parser.add_argument_group("distributed (ipfs-accelerate-redis)")
+    group.add_argument("--redis", metavar="URL",
+                       help="distributed: workers started with the same IN and URL share the "
+                            "job through Redis Streams (no journal)")
+    group.add_argument("--job", metavar="NAME",
+                       help="with --redis: the job name (default: a hash of IN's content)")
+    group.add_argument("--claim-timeout", type=positive_float, default=30.0, metavar="SECONDS",
+                       help="with --redis: take over a silent worker's requests after this "
+                            "long (default: %(default)s)")
+
+
+@hookimpl
+def accelerate_cli_run_batch(job: Any) -> int | None:
+    if not getattr(job.options, "redis", None):
+        return None
+    from .batch import run_cli_job
+
+    return run_cli_job(job)
