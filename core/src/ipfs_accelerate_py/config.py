@@ -6,7 +6,10 @@ raises :class:`~ipfs_accelerate_py.errors.ConfigError` (a ``ValueError``) naming
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -14,24 +17,89 @@ from .errors import RETRYABLE, ConfigError, ErrorClass
 from .keys import ApiKey, as_api_key
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and not value > 0:
+def _real(name: str, value: Any) -> float:
+    """A finite real number (never a bool, a string, nan or inf), or a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(name, f"must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: Any) -> int:
+    """An integer (``3`` or ``3.0`` is fine, ``2.5`` is not)."""
+    number = _real(name, value)
+    if not isinstance(value, numbers.Integral) and not number.is_integer():
+        raise ConfigError(name, f"must be a whole number, got {value!r}")
+    return int(number)
+
+
+def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: None, or a finite number > 0."""
+    if value is not None and not _real(attribute.name, value) > 0:
         raise ConfigError(attribute.name, f"must be > 0, got {value!r}")
 
 
-def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value < 0:
+def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: None, or a finite number >= 0."""
+    if value is not None and _real(attribute.name, value) < 0:
         raise ConfigError(attribute.name, f"must be >= 0, got {value!r}")
 
 
-def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not 0.0 <= value <= 1.0:
+def fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: a finite number within [0, 1]."""
+    if not 0.0 <= _real(attribute.name, value) <= 1.0:
         raise ConfigError(attribute.name, f"must be within [0, 1], got {value!r}")
 
 
-def _at_least_one(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value < 1:
+def at_least_one(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: None, or a whole number >= 1."""
+    if value is not None and _count(attribute.name, value) < 1:
         raise ConfigError(attribute.name, f"must be >= 1, got {value!r}")
+
+
+def _as_int(value: Any) -> Any:
+    """Store whole floats (``4.0``) as ints; anything else is left to the validator."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _flag(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(attribute.name, f"must be true or false, got {value!r}")
+
+
+def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(attribute.name, f"must be a non-empty string, got {value!r}")
+
+
+def _instance_of(kind: type) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, kind):
+            raise ConfigError(attribute.name, f"must be a {kind.__name__}, got "
+                                              f"{type(value).__name__}")
+
+    return check
+
+
+def _base_url(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """An absolute http(s) URL with a host, found bad now rather than at the first call."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigError("base_url", f"must be a URL string, got {type(value).__name__}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigError("base_url", f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("base_url", f"{value!r} is not an http(s) URL with a host "
+                                      f"(e.g. https://api.example.com/v1)")
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ConfigError("base_url", "contains whitespace or control characters")
 
 
 def _error_classes(value: Iterable[ErrorClass | str]) -> frozenset[ErrorClass]:
@@ -52,17 +120,17 @@ class RetryPolicy:
     failing service is not hammered by a retry storm.
     """
 
-    max_attempts: int = attrs.field(default=6, validator=_at_least_one)
-    base_delay: float = attrs.field(default=0.2, validator=_positive)
-    multiplier: float = attrs.field(default=2.0, validator=_positive)
-    max_delay: float = attrs.field(default=30.0, validator=_positive)
-    jitter: bool = True
-    honor_retry_after: bool = True
-    max_retry_after: float = attrs.field(default=300.0, validator=_positive)
+    max_attempts: int = attrs.field(default=6, converter=_as_int, validator=at_least_one)
+    base_delay: float = attrs.field(default=0.2, validator=positive)
+    multiplier: float = attrs.field(default=2.0, validator=positive)
+    max_delay: float = attrs.field(default=30.0, validator=positive)
+    jitter: bool = attrs.field(default=True, validator=_flag)
+    honor_retry_after: bool = attrs.field(default=True, validator=_flag)
+    max_retry_after: float = attrs.field(default=300.0, validator=positive)
     retry_on: frozenset[ErrorClass] = attrs.field(default=RETRYABLE, converter=_error_classes)
-    budget_ratio: float = attrs.field(default=0.2, validator=_non_negative)
-    budget_min_per_second: float = attrs.field(default=1.0, validator=_non_negative)
-    budget_window: float = attrs.field(default=10.0, validator=_positive)
+    budget_ratio: float = attrs.field(default=0.2, validator=non_negative)
+    budget_min_per_second: float = attrs.field(default=1.0, validator=non_negative)
+    budget_window: float = attrs.field(default=10.0, validator=positive)
 
 
 @attrs.frozen
@@ -77,13 +145,13 @@ class BreakerPolicy:
     errors never count as failures.
     """
 
-    window_size: int = attrs.field(default=20, validator=_at_least_one)
-    minimum_calls: int = attrs.field(default=5, validator=_at_least_one)
-    failure_rate_threshold: float = attrs.field(default=0.5, validator=_fraction)
-    open_interval: float = attrs.field(default=1.0, validator=_positive)
-    interval_multiplier: float = attrs.field(default=2.0, validator=_positive)
-    max_open_interval: float = attrs.field(default=30.0, validator=_positive)
-    half_open_trials: int = attrs.field(default=1, validator=_at_least_one)
+    window_size: int = attrs.field(default=20, converter=_as_int, validator=at_least_one)
+    minimum_calls: int = attrs.field(default=5, converter=_as_int, validator=at_least_one)
+    failure_rate_threshold: float = attrs.field(default=0.5, validator=fraction)
+    open_interval: float = attrs.field(default=1.0, validator=positive)
+    interval_multiplier: float = attrs.field(default=2.0, validator=positive)
+    max_open_interval: float = attrs.field(default=30.0, validator=positive)
+    half_open_trials: int = attrs.field(default=1, converter=_as_int, validator=at_least_one)
 
 
 def _keys(value: Iterable[Any] | None) -> tuple[ApiKey, ...]:
@@ -91,7 +159,10 @@ def _keys(value: Iterable[Any] | None) -> tuple[ApiKey, ...]:
         return ()
     if isinstance(value, (str, ApiKey)):
         value = [value]
-    return tuple(as_api_key(v) for v in value)
+    try:
+        return tuple(as_api_key(v) for v in value)
+    except TypeError as exc:
+        raise ConfigError("keys", f"must be keys (strings or ApiKey), got {exc}") from None
 
 
 @attrs.frozen
@@ -102,36 +173,37 @@ class BackendConfig:
     an S3 region...); each backend documents the ones it reads.
     """
 
-    name: str
+    name: str = attrs.field(validator=_text)
     keys: tuple[ApiKey, ...] = attrs.field(factory=tuple, converter=_keys)
-    base_url: str | None = None
-    connect_timeout: float = attrs.field(default=5.0, validator=_positive)
-    read_timeout: float = attrs.field(default=120.0, validator=_positive)
-    max_concurrent_per_key: int = attrs.field(default=8, validator=_at_least_one)
-    requests_per_minute: float | None = attrs.field(default=None, validator=_positive)
-    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive)
-    burst: float | None = attrs.field(default=None, validator=_positive)
+    base_url: str | None = attrs.field(default=None, validator=_base_url)
+    connect_timeout: float = attrs.field(default=5.0, validator=positive)
+    read_timeout: float = attrs.field(default=120.0, validator=positive)
+    max_concurrent_per_key: int = attrs.field(default=8, converter=_as_int, validator=at_least_one)
+    requests_per_minute: float | None = attrs.field(default=None, validator=positive)
+    tokens_per_minute: float | None = attrs.field(default=None, validator=positive)
+    burst: float | None = attrs.field(default=None, validator=positive)
     #: Wait this long for more requests to coalesce into one batch call.
-    batch_window: float = attrs.field(default=0.005, validator=_non_negative)
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    batch_window: float = attrs.field(default=0.005, validator=non_negative)
+    options: Mapping[str, Any] = attrs.field(factory=dict, validator=_instance_of(Mapping))
 
 
 @attrs.frozen
 class ClientConfig:
     """The pipeline's global settings."""
 
-    max_concurrency: int = attrs.field(default=16, validator=_at_least_one)
-    queue_size: int | None = attrs.field(default=10_000, validator=_at_least_one)
-    block_when_full: bool = False
+    max_concurrency: int = attrs.field(default=16, converter=_as_int, validator=at_least_one)
+    queue_size: int | None = attrs.field(default=10_000, converter=_as_int, validator=at_least_one)
+    block_when_full: bool = attrs.field(default=False, validator=_flag)
     #: Seconds a request may take in all (queue + attempts); None waits without limit.
-    default_deadline: float | None = attrs.field(default=600.0, validator=_positive)
+    default_deadline: float | None = attrs.field(default=600.0, validator=positive)
     #: Key-selection strategy by name; None takes "least-loaded" when that plugin is
     #: installed, else the core's built-in "first-available".
-    strategy: str | None = None
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy)
+    strategy: str | None = attrs.field(default=None, validator=_text)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_instance_of(RetryPolicy))
+    breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy,
+                                         validator=_instance_of(BreakerPolicy))
     #: Fail requests at once when their endpoint's breaker is open (default: wait in queue).
-    fail_fast: bool = False
+    fail_fast: bool = attrs.field(default=False, validator=_flag)
     #: Send the pipeline's request id as a header where the backend accepts one.
-    send_request_id: bool = True
-    latency_samples: int = attrs.field(default=10_000, validator=_at_least_one)
+    send_request_id: bool = attrs.field(default=True, validator=_flag)
+    latency_samples: int = attrs.field(default=10_000, converter=_as_int, validator=at_least_one)

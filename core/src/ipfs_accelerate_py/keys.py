@@ -75,12 +75,22 @@ def _to_secret(value: str | Secret | None) -> Secret | None:
     return Secret(value)
 
 
-def _check_positive(field: str):
+def _check_positive(field: str, whole: bool = False):
+    """None, or a finite number > 0 (a whole one when ``whole``); never a bool or a string."""
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is not None and not value > 0:
-            from .errors import ConfigError
+        if value is None:
+            return
+        import math
+        import numbers
 
-            raise ConfigError(field, f"must be > 0, got {value!r}")
+        from .errors import ConfigError
+
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(field, f"must be a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or not value > 0:
+            raise ConfigError(field, f"must be a finite number > 0, got {value!r}")
+        if whole and not float(value).is_integer():
+            raise ConfigError(field, f"must be a whole number, got {value!r}")
 
     return check
 
@@ -96,7 +106,7 @@ class ApiKey:
 
     secret: Secret | None = attrs.field(converter=_to_secret, default=None)
     name: str | None = None
-    max_concurrent: int | None = attrs.field(default=None, validator=_check_positive("max_concurrent"))
+    max_concurrent: int | None = attrs.field(default=None, validator=_check_positive("max_concurrent", whole=True))
     requests_per_minute: float | None = attrs.field(
         default=None, validator=_check_positive("requests_per_minute"))
     tokens_per_minute: float | None = attrs.field(

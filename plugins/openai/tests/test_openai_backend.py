@@ -420,7 +420,7 @@ def test_429_answer_looks_like_openai(srv):
 
 def test_success_headers_feed_the_limiter(srv):
     resp = requests.get(srv.url + "/v1/models", headers={"Authorization": "Bearer test-key-1"}, timeout=5)
-    info = OpenAIBackend(BackendConfig(name="openai", base_url="x")).rate_limit_info(resp)
+    info = OpenAIBackend(BackendConfig(name="openai", base_url="http://x")).rate_limit_info(resp)
     assert (info.limit_requests, info.remaining_requests, info.reset_requests) == (500, 499, 0.12)
     assert (info.limit_tokens, info.remaining_tokens) == (200000, 199000)
 

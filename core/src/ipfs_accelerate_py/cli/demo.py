@@ -39,8 +39,8 @@ def _demo_backend() -> tuple[str, Any, str]:
             op = next((o for o in CHAT_OPS if o in cls.operations), None)
             if op is not None:
                 return name, cls, op
-    raise CliError("the demo needs a backend with a simulator and a chat operation: "
-                   "pip install ipfs-accelerate-openai")
+    raise CliError("the demo needs a backend with a simulator and a chat operation (the "
+                   "OpenAI plugin has both; see the README's install section)")
 
 
 def _first_model(client: Any, name: str, cls: Any) -> str:

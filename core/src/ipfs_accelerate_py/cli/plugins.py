@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("Backends:")
     if not backends:
-        print("  (none installed; try: pip install ipfs-accelerate-openai)")
+        print("  (none installed: pip install a backend plugin, see the README)")
     for name, cls in sorted(backends.items()):
         dist, ver = dist_of(cls)
         extra = "  [simulator]" if name in servers else ""
