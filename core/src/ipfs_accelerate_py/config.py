@@ -34,15 +34,24 @@ def _count(name: str, value: Any) -> int:
     return int(number)
 
 
+def _absent(attribute: attrs.Attribute, value: Any) -> bool:
+    """None is fine only where the field's type says ``| None``."""
+    if value is not None:
+        return False
+    if "None" in str(attribute.type):
+        return True
+    raise ConfigError(attribute.name, "must be set, got None")
+
+
 def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """attrs validator: None, or a finite number > 0."""
-    if value is not None and not _real(attribute.name, value) > 0:
+    """attrs validator: a finite number > 0 (or None where the type allows it)."""
+    if not _absent(attribute, value) and not _real(attribute.name, value) > 0:
         raise ConfigError(attribute.name, f"must be > 0, got {value!r}")
 
 
 def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """attrs validator: None, or a finite number >= 0."""
-    if value is not None and _real(attribute.name, value) < 0:
+    """attrs validator: a finite number >= 0 (or None where the type allows it)."""
+    if not _absent(attribute, value) and _real(attribute.name, value) < 0:
         raise ConfigError(attribute.name, f"must be >= 0, got {value!r}")
 
 
@@ -53,8 +62,8 @@ def fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 
 def at_least_one(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """attrs validator: None, or a whole number >= 1."""
-    if value is not None and _count(attribute.name, value) < 1:
+    """attrs validator: a whole number >= 1 (or None where the type allows it)."""
+    if not _absent(attribute, value) and _count(attribute.name, value) < 1:
         raise ConfigError(attribute.name, f"must be >= 1, got {value!r}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
 import threading
 import time
@@ -81,8 +82,26 @@ class BatchLine:
     def request_json(self) -> str:
         """The line as JSON (what a distributed runner hands between workers)."""
         return json.dumps({"id": self.id, "backend": self.backend, "operation": self.operation,
-                           "payload": self.payload, "priority": int(self.priority)},
-                          ensure_ascii=False)
+                           "payload": self.payload, "priority": int(self.priority)})
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to inf, which no JSON API accepts
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _depth(obj: Any) -> int:
@@ -122,7 +141,7 @@ def read_batch_input(path: str | Path, backends: Mapping[str, Any]
                 bad.append({"line": n, "error": msg, "text": text[:2000]})
 
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
             except ValueError as exc:
                 reject(f"not valid JSON: {exc}")
                 continue
@@ -154,6 +173,9 @@ def read_batch_input(path: str | Path, backends: Mapping[str, Any]
                 reject("\"id\" must be a non-empty string or an integer")
                 continue
             rid = str(rid)
+            if not _utf8(rid):
+                reject("\"id\" is not valid Unicode (a lone surrogate)")
+                continue
             if rid in seen:
                 reject(f"duplicate id {rid!r}")
                 continue
@@ -226,6 +248,8 @@ def result_record(rid: str, outcome: Any, redact: Callable[[str], str] = str) ->
         rec = ({"id": rid, "ok": True, "result": result_json(outcome)} if exc is None else
                {"id": rid, "ok": False, "error": error_json(exc)})
         text = json.dumps(rec, ensure_ascii=False)
+        if not _utf8(text):  # a lone surrogate echoed back: escape rather than crash
+            text = json.dumps(rec)
     except (ValueError, TypeError, RecursionError) as ser:
         exc = ser
         text = json.dumps({"id": rid, "ok": False, "error": {
