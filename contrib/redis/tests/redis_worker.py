@@ -27,8 +27,9 @@ def main() -> None:
     n, rpm, burst = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
     pm = PluginManager(load_entry_points=False)
     pm.add_plugin(echo_backend, name="echo")
-    # local_share: while Redis is down each of the 4 workers keeps a quarter of the rate.
-    plugin = RedisStatePlugin(url, namespace=ns, retry_interval=0.2, local_share=0.25,
+    # No local_share: while Redis is down each worker keeps 1/N of the rate, N counted by
+    # heartbeats (short here, so every worker has counted the others before the outage).
+    plugin = RedisStatePlugin(url, namespace=ns, retry_interval=0.2, heartbeat_interval=0.2,
                               socket_timeout=5.0)
     pm.add_plugin(plugin, name="redis-state")
     client = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server_url,
@@ -49,7 +50,10 @@ def main() -> None:
             failed.append(f"{i}: {type(exc).__name__}: {exc}")
     client.close()
     print(json.dumps({"ok": ok, "failed": failed, "outages": store.health.outages,
-                      "recoveries": store.health.recoveries}), flush=True)
+                      "recoveries": store.health.recoveries,
+                      # the share each limiter fell back to in the (last) outage
+                      "shares": sorted({lim.fallback_share for lim in store._limiters.values()})}),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ same Redis and scope.  Each call makes at most one round trip: ``acquire``, ``ob
 ``headroom`` and ``snapshot`` answer from the last state read (see :mod:`.mirror`),
 re-reading it when it is older than the store's ``refresh`` interval.
 
-While Redis is unreachable a local :class:`KeyLimiter` (optionally at ``local_share`` of
-the configured rates) takes over, or, with ``fail_closed``, nothing is admitted.
+While Redis is unreachable a local :class:`KeyLimiter` at this process's share of the
+configured rates (``1/N`` of the N processes last seen alive, or ``local_share``) takes
+over, or, with ``fail_closed``, nothing is admitted.
 """
 
 from __future__ import annotations
@@ -40,17 +41,35 @@ class RedisLimiter:
 
     def __init__(self, store: RedisStateStore, redis_key: str, requests_per_minute: float | None,
                  tokens_per_minute: float | None, burst: float | None, now: float) -> None:
-        share = store.local_share
-        # Validates the arguments exactly as the core does, and is the fallback.
-        self._local = KeyLimiter(
-            now, None if requests_per_minute is None else requests_per_minute * share,
-            None if tokens_per_minute is None else tokens_per_minute * share, burst)
         self._store = store
+        self._rates = (requests_per_minute, tokens_per_minute, burst)
+        # Validates the arguments exactly as the core does, and is the fallback.
+        self._fallback = self._make_local(now)
+        self._fallback_outage = store.health.outages
         self._key = redis_key
         self._cfg = [_num(requests_per_minute), _num(tokens_per_minute), _num(burst),
                      str(int(store.ttl * 1000))]
         self._mirror: LimiterMirror | None = None
         self._run("peek")
+
+    def _make_local(self, now: float) -> KeyLimiter:
+        """A local limiter at this process's share of the rates (see
+        :meth:`RedisStateStore.fallback_share`), burst included, so the processes sharing
+        the key stay within its quota together while Redis is away."""
+        share = self.fallback_share = self._store.fallback_share()
+        rpm, tpm, burst = self._rates
+        return KeyLimiter(now, None if rpm is None else rpm * share,
+                          None if tpm is None else tpm * share,
+                          None if burst is None else max(1.0, burst * share))
+
+    @property
+    def _local(self) -> KeyLimiter:
+        """The fallback, rebuilt at the start of each outage with the share known then."""
+        outages = self._store.health.outages
+        if outages != self._fallback_outage:
+            self._fallback_outage = outages
+            self._fallback = self._make_local(time.monotonic())
+        return self._fallback
 
     # -- plumbing ---------------------------------------------------------------------
     def _run(self, op: str, *extra: Any) -> Any:

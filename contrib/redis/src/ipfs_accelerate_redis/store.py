@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
+import uuid
 from typing import Any
 
 import redis
@@ -27,6 +29,18 @@ NAMESPACE_ENV = "IPFS_ACCELERATE_REDIS_NAMESPACE"
 #: Errors that mean "Redis is not answering" (fall back), as opposed to a bug (raise).
 DOWN_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+# KEYS: members zset.  ARGV: member, window ms.  Stamp this member with Redis's clock (one
+# clock for every host), forget members silent longer than the window, count the rest.
+MEMBERS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return redis.call('ZCARD', KEYS[1])
+"""
 
 
 class RedisUnavailableError(AccelerateError):
@@ -106,8 +120,12 @@ class RedisStateStore(StateStore):
     :param refresh: how old a mirrored limiter / breaker state may be for the read-only
         questions (``wait_time``, ``can_dispatch``) before it is read again.
     :param ttl: seconds after its last change that an idle limiter or breaker is dropped.
-    :param local_share: fraction of the configured rates used by the local fallback (e.g.
-        ``1/N`` with N processes sharing the key).
+    :param local_share: fraction of the configured rates used by the local fallback.
+        Default (None): ``1/N``, N being the processes of this namespace last seen alive
+        (each store sends a heartbeat every ``heartbeat_interval`` seconds; a process
+        silent for three intervals no longer counts), so that together they stay within
+        the quota while Redis is away.
+    :param heartbeat_interval: seconds between heartbeats.
 
     Raises :class:`RedisUnavailableError` (naming the URL without its password) when Redis
     does not answer now.
@@ -118,13 +136,16 @@ class RedisStateStore(StateStore):
     def __init__(self, url: str | None = None, *, client: redis.Redis | None = None,
                  namespace: str = "ipfs_accelerate", fail_closed: bool = False,
                  socket_timeout: float = 0.5, retry_interval: float = 1.0, refresh: float = 0.05,
-                 ttl: float = 86_400.0, local_share: float = 1.0) -> None:
+                 ttl: float = 86_400.0, local_share: float | None = None,
+                 heartbeat_interval: float = 2.0) -> None:
         if client is None:
             url = url or os.environ.get(URL_ENV)
             if not url:
                 raise ConfigError("redis url", f"pass RedisStateStore(url) or set {URL_ENV}")
-        if not 0 < local_share <= 1:
+        if local_share is not None and not 0 < local_share <= 1:
             raise ConfigError("local_share", f"must be in (0, 1], got {local_share!r}")
+        if not heartbeat_interval > 0:
+            raise ConfigError("heartbeat_interval", f"must be > 0, got {heartbeat_interval!r}")
         if ttl <= 0 or refresh < 0 or retry_interval <= 0 or socket_timeout <= 0:
             raise ConfigError("redis store", "ttl, retry_interval and socket_timeout must be > 0 "
                               "and refresh >= 0")
@@ -134,6 +155,10 @@ class RedisStateStore(StateStore):
         self.refresh = refresh
         self.ttl = ttl
         self.local_share = local_share
+        self.heartbeat_interval = heartbeat_interval
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Processes of this namespace seen alive at the last heartbeat (this one included).
+        self.peers = 1
         self.fallback_description = ("admitting nothing (fail-closed)" if fail_closed
                                      else "using local in-memory limits")
         if client is None:
@@ -153,6 +178,12 @@ class RedisStateStore(StateStore):
                 f"cannot reach Redis at {self.url_safe}: {type(exc).__name__}: {exc}") from None
         self.limiter_script = client.register_script(lua.LIMITER)
         self.breaker_script = client.register_script(lua.BREAKER)
+        self.members_script = client.register_script(MEMBERS_LUA)
+        self._closed = threading.Event()
+        self.heartbeat()
+        self._heart = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                       name="ipfs-accelerate-redis-heartbeat")
+        self._heart.start()
         self._lock = threading.Lock()
         self._limiters: dict[str, RedisLimiter] = {}
         self._breakers: dict[str, RedisBreaker] = {}
@@ -167,6 +198,25 @@ class RedisStateStore(StateStore):
         if os.environ.get(NAMESPACE_ENV):
             options.setdefault("namespace", os.environ[NAMESPACE_ENV])
         return cls(os.environ.get(URL_ENV), **options)
+
+    def heartbeat(self) -> int:
+        """Say this process is alive and count the live ones (one round trip); while Redis
+        is down the last count stays."""
+        try:
+            n = self.members_script(keys=[self._k("members", "alive")],
+                                    args=[self.member, int(self.heartbeat_interval * 3000)])
+        except (redis.exceptions.RedisError, OSError):
+            return self.peers
+        self.peers = max(1, int(n))
+        return self.peers
+
+    def _heartbeat_loop(self) -> None:
+        while not self._closed.wait(self.heartbeat_interval):
+            self.heartbeat()
+
+    def fallback_share(self) -> float:
+        """The share of each rate this process uses while Redis is unreachable."""
+        return self.local_share if self.local_share is not None else 1.0 / self.peers
 
     def _k(self, kind: str, name: str) -> str:
         return f"{self.namespace}:{kind}:{name}"
@@ -214,7 +264,13 @@ class RedisStateStore(StateStore):
         return out
 
     def close(self) -> None:
+        self._closed.set()
         self.health.close()
+        if self.health.ok:  # leave the count at once (else three silent intervals do it)
+            try:
+                self.redis.zrem(self._k("members", "alive"), self.member)
+            except (redis.exceptions.RedisError, OSError):
+                pass
         self.redis.close()
 
     def __repr__(self) -> str:
