@@ -177,7 +177,7 @@ def test_a_full_disk_stops_cleanly_and_resumes(sim, capsys, monkeypatch, tmp_pat
 def test_two_runs_on_one_output_do_not_share_it(sim, capsys, monkeypatch, tmp_path: Path) -> None:
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_requests(inp, 3)
-    with open(f"{out}.lock", "w") as held:  # what a running batch holds
+    with open(f"{out}.journal.sqlite3.lock", "w") as held:  # what a running batch holds
         fcntl.flock(held, fcntl.LOCK_EX)
         code, _, err = _batch(sim, capsys, monkeypatch, inp, out)
         _one_line_error(code, err, "another run is writing")

@@ -3,7 +3,8 @@
 The command checks the paths (never the input, never a user's file it did not write,
 writable places only), builds a :class:`~ipfs_accelerate_py.jobs.BatchJob`, offers it to
 the ``accelerate_cli_run_batch`` hook (a plugin may run it another way), and otherwise
-runs it here with the SQLite journal, holding a lock on OUT so two runs never share it.
+runs it here with the SQLite journal, holding a lock next to it so two runs never share
+OUT.
 SIGINT and SIGTERM stop it cleanly: what is journaled stays, the rest runs next time.
 """
 
@@ -118,12 +119,14 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """An exclusive lock on ``OUT.lock`` for the run (the kernel drops it when the process
-    dies, so a killed run never leaves a stale lock)."""
+def _lock(out: Path, journal: Path) -> Iterator[None]:
+    """An exclusive lock on ``JOURNAL.lock`` (by default ``OUT.journal.sqlite3.lock``) for
+    the run: the journal is the job's state, and a second run on the same OUT with another
+    journal is refused anyway (no journal vouches for that OUT).  The kernel drops the
+    lock when the process dies, so a killed run never leaves a stale one."""
     import fcntl
 
-    lock_path = Path(f"{out}.lock")
+    lock_path = Path(f"{journal}.lock")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -182,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             code = pm.hooks.accelerate_cli_run_batch(job=job)
             if code is not None:
                 return int(code)
-            with _lock(out):
+            with _lock(out, journal):
                 return run_local(job)
         except _Stop:
             err("stopped (SIGTERM); run the same command again to resume")
