@@ -1,6 +1,6 @@
 """One worker process of the multi-process tests (run as a script, not collected).
 
-argv: redis_url namespace server_url worker_id n rpm burst
+argv: redis_url namespace server_url worker_id n rpm burst [local_share|auto]
 Prints "ready" once its client is connected, waits for a line on stdin (so all workers
 start together however slow the machine), then prints one JSON line: successes, failures,
 and the store's outage/recovery counts.
@@ -29,8 +29,9 @@ def main() -> None:
     pm.add_plugin(echo_backend, name="echo")
     # No local_share: while Redis is down each worker keeps 1/N of the rate, N counted by
     # heartbeats (short here, so every worker has counted the others before the outage).
+    share = float(sys.argv[8]) if len(sys.argv) > 8 and sys.argv[8] != "auto" else None
     plugin = RedisStatePlugin(url, namespace=ns, retry_interval=0.2, heartbeat_interval=0.2,
-                              socket_timeout=5.0)
+                              socket_timeout=5.0, local_share=share)
     pm.add_plugin(plugin, name="redis-state")
     client = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server_url,
                                    requests_per_minute=rpm, burst=burst)],
