@@ -12,6 +12,7 @@ import requests
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     ContextTooLong,
     InvalidRequest,
     NotFound,
@@ -273,9 +274,10 @@ def test_split_batch_raises_on_a_count_mismatch(srv: LocalServer) -> None:
         futures = [client.submit("hf_tei", "embed", {"inputs": f"t{i}"}) for i in range(4)]
         release.set()
         for f in futures:
-            with pytest.raises(TransientError) as err:
+            with pytest.raises(CountMismatch) as err:
                 f.result(timeout=10)
-            assert err.value.code == "batch_count_mismatch"
+            assert (err.value.expected, err.value.received) == (4, 1)
+            assert "expected 4 results for 4 inputs, received 1" in str(err.value)
     assert sent_json(srv.last) == {"inputs": ["t0", "t1", "t2", "t3"]}
 
 

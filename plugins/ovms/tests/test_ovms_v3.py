@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     ContextTooLong,
     InvalidRequest,
     NotFound,
@@ -146,7 +147,7 @@ def test_embeddings_count_mismatch_is_an_error(srv: LocalServer, make_client) ->
     srv.script(ServerResponse.json({"object": "list", "data": [
         {"object": "embedding", "embedding": [0.1], "index": 0}]}))
     with make_client(srv.url) as client:
-        with pytest.raises(TransientError, match="expected 2 embeddings"):
+        with pytest.raises(CountMismatch, match="expected 2 results for 2 inputs, received 1"):
             client.call("ovms", "embeddings", {"model": "gte-large", "input": ["a", "b"]})
 
 

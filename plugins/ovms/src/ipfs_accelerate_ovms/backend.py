@@ -21,6 +21,7 @@ from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
+    CountMismatch,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -32,8 +33,9 @@ from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Priority, Request, new_request_id
 from ipfs_accelerate_py.results import Result, StreamChunk
-from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 from ipfs_accelerate_py.wire import openai_compat as oa
+from ipfs_accelerate_py.wire.counts import check_rows
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
 from .tensors import TensorError, concat_rows, split_rows, validate_inputs
 
@@ -428,11 +430,16 @@ class OvmsBackend(Backend):
         if not isinstance(outputs, list) or not outputs:
             raise self.make_error(TransientError, "batched inference response without outputs",
                                   None, code="batch_split_mismatch")
+        make = self.error_factory(None)
+        for o in outputs:  # a short batch dimension is a wrong answer, never a retry
+            shape = o.get("shape") if isinstance(o, Mapping) else None
+            check_rows(f"{self.name} infer batch output {o.get('name') if isinstance(o, Mapping) else o!r}",
+                       n, shape[0] if isinstance(shape, list) and shape else None, make)
         try:
             per_output = [split_rows(o, n) for o in outputs]
         except TensorError as exc:
-            raise self.make_error(TransientError, f"cannot split batched response: {exc}", None,
-                                  code="batch_split_mismatch") from None
+            raise self.make_error(CountMismatch, f"cannot split batched response: {exc}", None,
+                                  code="count_mismatch") from None
         results = []
         for i, req in enumerate(requests):
             mine = [rows[i] for rows in per_output]
