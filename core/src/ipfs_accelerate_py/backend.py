@@ -24,13 +24,22 @@ from .errors import (
 from .http import HttpRequest
 from .keys import ApiKey
 from .request import Request
-from .results import Result, StreamChunk
+from .results import Result, StreamChunk, ToolCallDelta
 from .wire.ratelimit import RateLimitInfo, parse_retry_after, parse_should_retry
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from .server import ProtocolServer
+
+
+def answered_without_stream(response: requests.Response) -> bool:
+    """Did the server answer a streamed request with one JSON document?  Streams come as
+    ``text/event-stream`` or NDJSON (``application/x-ndjson``); ``application/json`` (also
+    ``+json`` types) is a complete body."""
+    ctype = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return ctype == "application/json" or (ctype.startswith("application/")
+                                           and ctype.endswith("+json"))
 
 
 class Backend:
@@ -150,7 +159,28 @@ class Backend:
         if parser is None:
             raise InvalidRequest(f"operation {request.operation!r} does not stream",
                                  backend=self.name)
+        if answered_without_stream(response):
+            whole = self.whole_answer(request, response)
+            if whole is not None:
+                return iter((whole,))
         return parser(request, response)
+
+    def whole_answer(self, request: Request, response: requests.Response) -> StreamChunk | None:
+        """A streamed request answered with the complete JSON body (a server or proxy that
+        does not stream): the parsed result as one chunk, so the call succeeds once instead
+        of being resent.  None when the body is not JSON after all (a stream mislabelled as
+        ``application/json``): the stream parser reads it then."""
+        try:
+            response.json()
+        except ValueError:
+            return None
+        result = self.parse_response(request.evolve(stream=False), response)
+        return StreamChunk(
+            text=result.text or "",
+            tool_calls=tuple(ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.arguments)
+                             for i, c in enumerate(result.tool_calls)),
+            finish_reason=result.finish_reason or "stop", usage=result.usage,
+            model=result.model, raw=result.raw)
 
     def classify_error(self, request: Request | None, response: requests.Response) -> ProviderError:
         """Map an error response to one error class.  The default understands the common
