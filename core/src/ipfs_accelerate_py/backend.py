@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from .config import BackendConfig
 from .errors import (
@@ -26,6 +28,9 @@ from .keys import ApiKey
 from .request import Request
 from .results import Result, StreamChunk, ToolCallDelta
 from .wire.ratelimit import RateLimitInfo, parse_retry_after, parse_should_retry
+
+#: A path ending in a version segment: ``/v1``, ``/openai/v1``, ``/v1beta``, ``/api/v2``.
+_VERSIONED = re.compile(r"/v\d+(?:alpha\d*|beta\d*)?/?$")
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -66,6 +71,10 @@ class Backend:
     request_id_header: ClassVar[str | None] = "X-Request-ID"
     #: Header carrying the provider's own request id in responses.
     response_id_header: ClassVar[str | None] = "x-request-id"
+    #: The version prefix this provider's routes live under when the base URL carries it
+    #: (``"/v1"`` for OpenAI-style APIs); named in the hint of a 404 from a base URL
+    #: without one.  None: paths carry their own version.
+    base_url_version: ClassVar[str | None] = None
     #: The server side of this protocol (for tests, the simulator and benchmarks).
     server_class: ClassVar[type[ProtocolServer] | None] = None
 
@@ -196,6 +205,8 @@ class Backend:
                    *, code: str | None = None, retry_after: float | None = None) -> ProviderError:
         """Build a classified error carrying the response's hints."""
         headers = response.headers if response is not None else {}
+        if response is not None and response.status_code == 404:
+            message += self.not_found_hint(response)
         return cls(
             message,
             status=response.status_code if response is not None else None,
@@ -206,6 +217,20 @@ class Backend:
             response=response,
             backend=self.name,
         )
+
+    def not_found_hint(self, response: requests.Response) -> str:
+        """For a 404 from a base URL without the provider's version prefix (the usual
+        mistake with a self-hosted server): the URL tried (without its query) and the
+        prefix it may lack.  Empty otherwise: the provider's message says it all."""
+        prefix = self.base_url_version
+        if not prefix or _VERSIONED.search(urlsplit(self.base_url).path):
+            return ""
+        sent = getattr(response, "request", None)
+        url = str(getattr(sent, "url", None) or getattr(response, "url", "") or "")
+        url = urlsplit(url)._replace(query="", fragment="").geturl()
+        return (f" [HTTP 404 from {getattr(sent, 'method', None) or 'the server'} {url}: the "
+                f"base URL {self.base_url} has no version prefix; {self.name} routes usually "
+                f"live under {self.base_url}{prefix}]")
 
     def error_factory(self, response: requests.Response | None
                       ) -> Callable[..., ProviderError]:

@@ -27,7 +27,7 @@ def asked_to_stream(req: ServerRequest) -> bool:
 def test_json_answer_to_a_streamed_request_is_one_chunk(operation: str,
                                                         payload: dict[str, Any]) -> None:
     with LocalServer(GroqServer()) as srv, Client(
-            [BackendConfig(name="groq", keys=["test-key-1"], base_url=srv.url)],
+            [BackendConfig(name="groq", keys=["test-key-1"], base_url=srv.url + "/openai/v1")],
             ClientConfig(retry=RetryPolicy(max_attempts=3, base_delay=0.01))) as client:
         whole = client.call("groq", operation, payload)
         assert whole.text

@@ -528,3 +528,28 @@ def test_default_server_sends_no_fixed_rate_limit_headers():
                                                headers={"authorization": "Bearer test-key-1"}))
     assert resp.status == 200 and resp.headers["x-request-id"].startswith("req_")
     assert not any(k.startswith("x-ratelimit") for k in resp.headers)
+
+
+# ----------------------------------------------------------------------- base URL variants
+@pytest.mark.parametrize("path", ["", "/"])
+def test_a_base_url_without_v1_gives_a_404_naming_the_url_tried(srv, path):
+    c = Client([BackendConfig(name="openai", keys=["test-key-1"], base_url=srv.url + path)],
+               ClientConfig(retry=RetryPolicy(max_attempts=3, base_delay=0.001)))
+    try:
+        with pytest.raises(NotFound) as info:
+            c.call("openai", "chat", CHAT)
+    finally:
+        c.close(wait=False)
+    assert len(srv.requests) == 1 and srv.last.path == "/chat/completions"
+    msg = str(info.value)
+    assert f"HTTP 404 from POST {srv.url}/chat/completions" in msg
+    assert f"routes usually live under {srv.url}/v1" in msg
+    assert "test-key-1" not in msg
+
+
+def test_a_base_url_with_a_path_is_used_as_given_and_404s_keep_the_provider_message(srv):
+    with make_client(srv) as c:  # base URL .../v1: a model 404 is the provider's own message
+        with pytest.raises(NotFound) as info:
+            c.call("openai", "chat", {**CHAT, "model": "no-such-model"})
+    assert srv.last.path == "/v1/chat/completions"
+    assert "HTTP 404 from" not in str(info.value) and "no-such-model" in str(info.value)

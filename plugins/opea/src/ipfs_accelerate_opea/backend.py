@@ -50,6 +50,7 @@ class OPEABackend(Backend):
 
     name = "opea"
     default_base_url = "http://localhost:8000/v1"
+    base_url_version = "/v1"
     operations = {
         "chat": "POST /v1/chat/completions on the LLM text-generation service (streams)",
         "embeddings": "POST /v1/embeddings (OpenAI shape; single inputs are batched)",

@@ -43,6 +43,7 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     default_base_url = "https://api.openai.com/v1"
+    base_url_version = "/v1"
     operations = {
         "chat": "POST /chat/completions (messages, tools, response_format, n, logprobs...; streams)",
         "completions": "POST /completions, legacy text completion (streams)",
