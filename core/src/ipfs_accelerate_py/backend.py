@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from .config import BackendConfig
 from .errors import (
@@ -24,13 +26,25 @@ from .errors import (
 from .http import HttpRequest
 from .keys import ApiKey
 from .request import Request
-from .results import Result, StreamChunk
+from .results import Result, StreamChunk, ToolCallDelta
 from .wire.ratelimit import RateLimitInfo, parse_retry_after, parse_should_retry
+
+#: A path ending in a version segment: ``/v1``, ``/openai/v1``, ``/v1beta``, ``/api/v2``.
+_VERSIONED = re.compile(r"/v\d+(?:alpha\d*|beta\d*)?/?$")
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from .server import ProtocolServer
+
+
+def answered_without_stream(response: requests.Response) -> bool:
+    """Did the server answer a streamed request with one JSON document?  Streams come as
+    ``text/event-stream`` or NDJSON (``application/x-ndjson``); ``application/json`` (also
+    ``+json`` types) is a complete body."""
+    ctype = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return ctype == "application/json" or (ctype.startswith("application/")
+                                           and ctype.endswith("+json"))
 
 
 class Backend:
@@ -57,6 +71,10 @@ class Backend:
     request_id_header: ClassVar[str | None] = "X-Request-ID"
     #: Header carrying the provider's own request id in responses.
     response_id_header: ClassVar[str | None] = "x-request-id"
+    #: The version prefix this provider's routes live under when the base URL carries it
+    #: (``"/v1"`` for OpenAI-style APIs); named in the hint of a 404 from a base URL
+    #: without one.  None: paths carry their own version.
+    base_url_version: ClassVar[str | None] = None
     #: The server side of this protocol (for tests, the simulator and benchmarks).
     server_class: ClassVar[type[ProtocolServer] | None] = None
 
@@ -150,7 +168,28 @@ class Backend:
         if parser is None:
             raise InvalidRequest(f"operation {request.operation!r} does not stream",
                                  backend=self.name)
+        if answered_without_stream(response):
+            whole = self.whole_answer(request, response)
+            if whole is not None:
+                return iter((whole,))
         return parser(request, response)
+
+    def whole_answer(self, request: Request, response: requests.Response) -> StreamChunk | None:
+        """A streamed request answered with the complete JSON body (a server or proxy that
+        does not stream): the parsed result as one chunk, so the call succeeds once instead
+        of being resent.  None when the body is not JSON after all (a stream mislabelled as
+        ``application/json``): the stream parser reads it then."""
+        try:
+            response.json()
+        except ValueError:
+            return None
+        result = self.parse_response(request.evolve(stream=False), response)
+        return StreamChunk(
+            text=result.text or "",
+            tool_calls=tuple(ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.arguments)
+                             for i, c in enumerate(result.tool_calls)),
+            finish_reason=result.finish_reason or "stop", usage=result.usage,
+            model=result.model, raw=result.raw)
 
     def classify_error(self, request: Request | None, response: requests.Response) -> ProviderError:
         """Map an error response to one error class.  The default understands the common
@@ -166,6 +205,8 @@ class Backend:
                    *, code: str | None = None, retry_after: float | None = None) -> ProviderError:
         """Build a classified error carrying the response's hints."""
         headers = response.headers if response is not None else {}
+        if response is not None and response.status_code == 404:
+            message += self.not_found_hint(response)
         return cls(
             message,
             status=response.status_code if response is not None else None,
@@ -176,6 +217,20 @@ class Backend:
             response=response,
             backend=self.name,
         )
+
+    def not_found_hint(self, response: requests.Response) -> str:
+        """For a 404 from a base URL without the provider's version prefix (the usual
+        mistake with a self-hosted server): the URL tried (without its query) and the
+        prefix it may lack.  Empty otherwise: the provider's message says it all."""
+        prefix = self.base_url_version
+        if not prefix or _VERSIONED.search(urlsplit(self.base_url).path):
+            return ""
+        sent = getattr(response, "request", None)
+        url = str(getattr(sent, "url", None) or getattr(response, "url", "") or "")
+        url = urlsplit(url)._replace(query="", fragment="").geturl()
+        return (f" [HTTP 404 from {getattr(sent, 'method', None) or 'the server'} {url}: the "
+                f"base URL {self.base_url} has no version prefix; {self.name} routes usually "
+                f"live under {self.base_url}{prefix}]")
 
     def error_factory(self, response: requests.Response | None
                       ) -> Callable[..., ProviderError]:

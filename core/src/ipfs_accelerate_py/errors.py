@@ -209,6 +209,30 @@ class ContentFiltered(ProviderError):
     error_class = ErrorClass.CONTENT_FILTERED
 
 
+class CountMismatch(TransientError):
+    """The answer holds a different number of items than the inputs sent (or indices that
+    do not match them): a wrong answer, never misassigned to inputs and never retried (a
+    server that answers short does so again).  ``expected`` and ``received`` say how many."""
+
+    def __init__(self, message: str, *, expected: int | None = None,
+                 received: int | None = None, **kwargs: Any) -> None:
+        kwargs["should_retry"] = False  # deterministic: resending gets the same short answer
+        kwargs.setdefault("code", "count_mismatch")
+        super().__init__(message, **kwargs)
+        self.expected = expected
+        self.received = received
+
+    def __reduce__(self):
+        rebuild, args = super().__reduce__()
+        return (_rebuild_count_mismatch, (args, self.expected, self.received))
+
+
+def _rebuild_count_mismatch(args, expected, received):
+    err = _rebuild_error(*args)
+    err.expected, err.received = expected, received
+    return err
+
+
 ERROR_TYPES: dict[ErrorClass, type[ProviderError]] = {
     ErrorClass.RATE_LIMITED: RateLimited,
     ErrorClass.TRANSIENT: TransientError,

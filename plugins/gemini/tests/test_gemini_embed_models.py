@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
-from ipfs_accelerate_py.errors import NotFound, TransientError
+from ipfs_accelerate_py.errors import CountMismatch, NotFound, TransientError
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
 from ipfs_accelerate_py.testing import LocalServer
@@ -110,10 +110,30 @@ def test_batch_keys_group_by_model_and_key_pin_only():
 def test_split_batch_refuses_a_count_mismatch():
     backend = GeminiBackend(BackendConfig(name="gemini"))
     reqs = [Request("embed", {"model": EMBED, "text": t}) for t in "ab"]
-    with pytest.raises(TransientError):
+    with pytest.raises(CountMismatch):
         backend.split_batch(reqs, Result(data=[[0.1]]))
     parts = backend.split_batch(reqs, Result(data=[[0.1], [0.2]]))
     assert [p.data for p in parts] == [[[0.1]], [[0.2]]]
+
+
+def test_batch_embed_short_answer_is_a_count_mismatch_sent_once(srv, client):
+    srv.script(*[ServerResponse.json({"embeddings": [{"values": [0.1]}, {"values": [0.2]}]})] * 2)
+    with pytest.raises(CountMismatch) as info:
+        client.call("gemini", "batch_embed", {"model": EMBED, "input": ["a", "b", "c"]})
+    assert (info.value.expected, info.value.received, info.value.attempts) == (3, 2, 1)
+    assert len(srv.requests) == 1
+    assert [r["content"]["parts"][0]["text"] for r in srv.last.json()["requests"]] == ["a", "b", "c"]
+
+
+def test_coalesced_embeds_answered_short_fail_each_request_once(srv):
+    srv.script(*[ServerResponse.json({"embeddings": [{"values": [0.1]}]})] * 4)
+    with make_client(srv, batch_window=0.3) as c:
+        futures = [c.submit(Request(backend="gemini", operation="embed",
+                                    payload={"model": EMBED, "text": t})) for t in "abc"]
+        errors = [f.exception(timeout=10) for f in futures]
+    assert all(isinstance(e, CountMismatch) for e in errors)
+    batch_calls = [r for r in srv.requests if r.path.endswith(":batchEmbedContents")]
+    assert len(batch_calls) == 1 and len(srv.requests) == 1
 
 
 def test_server_rejects_mismatched_models_and_oversized_batches(srv):

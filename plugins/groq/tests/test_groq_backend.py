@@ -86,16 +86,38 @@ def test_chat_exact_request_and_result(client, srv):
     assert res.provider_request_id.startswith("req_") and res.raw["x_groq"]["id"].startswith("req_")
 
 
-def test_sdk_style_base_url_gets_the_openai_path(srv):
-    c = make_client(srv, base_path="")
+def test_base_url_with_a_path_is_used_as_given(srv):
+    # A self-hosted OpenAI-compatible server (llama.cpp, a proxy) serves /v1, not /openai/v1.
+    c = make_client(srv, base_path="/proxy/v1")
     try:
-        c.call("groq", "models", {})
-        assert srv.last.path == "/openai/v1/models"
+        with pytest.raises(NotFound):
+            c.call("groq", "models", {})
+        assert srv.last.path == "/proxy/v1/models"
     finally:
         c.close(wait=False)
+    for given in ("http://127.0.0.1:8080/v1", "https://gateway.example/groq/openai/v1",
+                  "http://127.0.0.1:8080"):
+        assert GroqBackend(BackendConfig(name="groq", base_url=given)).base_url == given
+
+
+def test_sdk_style_groq_host_gets_the_openai_path():
     assert GroqBackend().base_url == "https://api.groq.com/openai/v1"
-    assert GroqBackend(BackendConfig(name="groq", base_url="https://api.groq.com")).base_url == \
-        "https://api.groq.com/openai/v1"
+    for bare in ("https://api.groq.com", "https://api.groq.com/"):
+        assert GroqBackend(BackendConfig(name="groq", base_url=bare)).base_url == \
+            "https://api.groq.com/openai/v1"
+
+
+def test_a_base_url_without_the_version_prefix_gives_a_404_naming_the_url(srv):
+    c = make_client(srv, base_path="")
+    try:
+        with pytest.raises(NotFound) as info:
+            c.call("groq", "chat", CHAT)
+    finally:
+        c.close(wait=False)
+    assert srv.last.path == "/chat/completions" and len(srv.requests) == 1
+    msg = str(info.value)
+    assert f"HTTP 404 from POST {srv.url}/chat/completions" in msg
+    assert f"live under {srv.url}/openai/v1" in msg
 
 
 def test_tool_calls(client):

@@ -12,6 +12,7 @@ import requests
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     ContextTooLong,
     InvalidRequest,
     NotFound,
@@ -273,9 +274,10 @@ def test_split_batch_raises_on_a_count_mismatch(srv: LocalServer) -> None:
         futures = [client.submit("hf_tei", "embed", {"inputs": f"t{i}"}) for i in range(4)]
         release.set()
         for f in futures:
-            with pytest.raises(TransientError) as err:
+            with pytest.raises(CountMismatch) as err:
                 f.result(timeout=10)
-            assert err.value.code == "batch_count_mismatch"
+            assert (err.value.expected, err.value.received) == (4, 1)
+            assert "expected 4 results for 4 inputs, received 1" in str(err.value)
     assert sent_json(srv.last) == {"inputs": ["t0", "t1", "t2", "t3"]}
 
 
@@ -417,3 +419,43 @@ def test_base_url_from_the_environment_when_none_is_configured(
     assert srv.last.path == "/health"
     assert TEIBackend(BackendConfig("hf_tei", base_url="http://explicit:1")).base_url == \
         "http://explicit:1"
+
+
+# ---------------------------------------------------------------------- short answers
+@pytest.mark.parametrize("operation,payload,short", [
+    ("embed", {"inputs": ["a", "b", "c"]}, [[0.1], [0.2]]),
+    ("embed_sparse", {"inputs": ["a", "b"]}, [[{"index": 1, "value": 0.5}]]),
+    ("embed_all", {"inputs": ["a", "b"]}, [[[0.1], [0.2]]]),
+    ("tokenize", {"inputs": ["a", "b"]}, [[{"id": 1, "text": "a"}]]),
+    ("predict", {"inputs": ["a", "b", "c"]}, [[{"label": "positive", "score": 1.0}]]),
+    ("rerank", {"query": "q", "texts": ["a", "b"]}, [{"index": 0, "score": 0.9}]),
+])
+def test_a_short_answer_is_a_count_mismatch_sent_once(srv: LocalServer, operation: str,
+                                                      payload: dict, short: Any) -> None:
+    srv.script(*[ServerResponse.json(short)] * 3)
+    with make_client(srv.url, attempts=3) as client:
+        with pytest.raises(CountMismatch) as err:
+            client.call("hf_tei", operation, payload)
+    expected = len(payload.get("inputs") or payload.get("texts"))
+    assert (err.value.expected, err.value.received) == (expected, len(short))
+    assert err.value.attempts == 1 and len(srv.requests) == 1  # never retried
+    assert sent_json(srv.last) == payload
+    assert f"expected {expected} results for {expected} inputs, received {len(short)}" in str(err.value)
+
+
+def test_one_input_answers_one_item(srv: LocalServer) -> None:
+    # A string, a single token-id list and a text pair are each one input.
+    with make_client(srv.url) as client:
+        assert len(client.call("hf_tei", "embed", {"inputs": "a"}).data) == 1
+        assert len(client.call("hf_tei", "embed", {"inputs": [1, 2, 3]}).data) == 1
+        pair = client.call("hf_tei", "predict", {"inputs": ["a premise", "a hypothesis"]})
+        assert {p["label"] for p in pair.data} == {"negative", "positive"}
+
+
+def test_rerank_indices_must_name_each_text_once(srv: LocalServer) -> None:
+    srv.script(ServerResponse.json([{"index": 0, "score": 0.9}, {"index": 0, "score": 0.1}]))
+    with make_client(srv.url) as client:
+        with pytest.raises(CountMismatch, match="index 0 does not match"):
+            client.call("hf_tei", "rerank", {"query": "q", "texts": ["a", "b"]})
+        ranks = client.call("hf_tei", "rerank", {"query": "cats", "texts": ["dogs", "cats"]})
+    assert sorted(r["index"] for r in ranks.data) == [0, 1]

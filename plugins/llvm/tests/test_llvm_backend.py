@@ -8,6 +8,7 @@ import pytest
 
 from ipfs_accelerate_py import BackendConfig, Request
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     AuthError,
     ContextTooLong,
     InvalidRequest,
@@ -72,7 +73,7 @@ def test_batch_infer_checks_the_result_count(srv: LocalServer, make_client) -> N
     with make_client(srv.url) as client:
         res = client.call("llvm", "batch_infer", {"model": "bert-base", "inputs": ["a", [1, 2]]})
         srv.script(ServerResponse.json({"results": [{"output": "A"}]}))
-        with pytest.raises(TransientError, match="1 results for 2 inputs"):
+        with pytest.raises(CountMismatch, match="expected 2 results for 2 inputs, received 1"):
             client.call("llvm", "batch_infer", {"model": "bert-base", "inputs": ["a", "b"]})
     assert srv.requests[0].path == "/models/bert-base/batch_infer"
     assert json.loads(srv.requests[0].body) == {"inputs": ["a", [1, 2]], "parameters": {}}
@@ -235,7 +236,7 @@ def test_a_short_batch_answer_fails_every_request(srv: LocalServer, make_client,
         release.set()
         errors = [f.exception(10) for f in futures]
     assert all(isinstance(e, TransientError) for e in errors)
-    assert "2 results for 3 inputs" in str(errors[0])
+    assert "expected 3 results for 3 inputs, received 2" in str(errors[0])
 
 
 def test_split_batch_raises_on_a_count_mismatch() -> None:
@@ -243,9 +244,9 @@ def test_split_batch_raises_on_a_count_mismatch() -> None:
     reqs = [Request(operation="infer", payload={"model": "m", "input": i}) for i in range(3)]
     merged = backend.merge_batch(reqs)
     assert merged.operation == "batch_infer" and merged.payload["inputs"] == [0, 1, 2]
-    with pytest.raises(TransientError, match="2 results for 3 inputs") as info:
+    with pytest.raises(CountMismatch, match="expected 3 results for 3 inputs, received 2") as info:
         backend.split_batch(reqs, Result(data=[1, 2]))
-    assert info.value.code == "batch_split_mismatch"
+    assert info.value.code == "count_mismatch" and info.value.should_retry is False
     assert [r.data for r in backend.split_batch(reqs, Result(data=[5, 6, 7]))] == [5, 6, 7]
 
 

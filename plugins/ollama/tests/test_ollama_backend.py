@@ -11,6 +11,7 @@ import requests
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     AuthError,
     ContextTooLong,
     InvalidRequest,
@@ -194,9 +195,9 @@ def test_embed_errors(srv: LocalServer) -> None:
         assert "does not support embeddings" in err.value.message
     srv.script(ServerResponse.json({"model": "all-minilm", "embeddings": [[0.1]]}))
     with make_client(srv.url) as client:
-        with pytest.raises(TransientError) as short:
+        with pytest.raises(CountMismatch) as short:
             client.call("ollama", "embed", {"model": "all-minilm", "input": ["a", "b"]})
-    assert short.value.code == "malformed_response"
+    assert (short.value.expected, short.value.received, short.value.attempts) == (2, 1, 1)
 
 
 def test_tags_show_version(srv: LocalServer) -> None:
@@ -370,9 +371,9 @@ def test_embed_batch_key_and_split_mismatch() -> None:
     assert b.merge_batch(reqs).payload == {"model": "m", "input": ["a", "b"]}
     from ipfs_accelerate_py.results import Result
 
-    with pytest.raises(TransientError) as err:
+    with pytest.raises(CountMismatch) as err:
         b.split_batch(reqs, Result(data=[[0.1]]))
-    assert err.value.code == "batch_count_mismatch"
+    assert (err.value.expected, err.value.received) == (2, 1)
 
 
 def test_html_or_empty_answer_to_a_stream_is_transient(srv: LocalServer) -> None:

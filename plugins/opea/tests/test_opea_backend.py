@@ -11,7 +11,7 @@ from ipfs_accelerate_opea.server import OPEAServer
 
 from ipfs_accelerate_py.client import Client
 from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
-from ipfs_accelerate_py.errors import AuthError, InvalidRequest, StreamError, TransientError
+from ipfs_accelerate_py.errors import AuthError, CountMismatch, InvalidRequest, StreamError, TransientError
 from ipfs_accelerate_py.hookspecs import hookimpl
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
@@ -210,7 +210,7 @@ def test_single_embeddings_are_coalesced(srv):
 def test_split_batch_mismatch_raises():
     b = OPEABackend()
     reqs = [Request("embeddings", {"input": "a"}), Request("embeddings", {"input": "b"})]
-    with pytest.raises(TransientError, match="sent 2 inputs, got 3"):
+    with pytest.raises(CountMismatch, match="expected 2 results for 2 inputs, received 3"):
         b.split_batch(reqs, Result(data=[[1.0], [2.0], [3.0]]))
     assert b.max_batch_size(reqs[0]) == 32
 

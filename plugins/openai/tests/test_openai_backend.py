@@ -13,6 +13,7 @@ from ipfs_accelerate_openai.server import EXAMPLE_LIMITS, OpenAIServer
 from ipfs_accelerate_py.client import Client
 from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     AuthError,
     ContentFiltered,
     ContextTooLong,
@@ -302,16 +303,42 @@ def test_batch_hooks_and_mismatch():
     parts = b.split_batch([r1, r2], res)
     assert [p.data for p in parts] == [[[1.0]], [[2.0]]]
     assert sum(p.usage.prompt_tokens for p in parts) == 10
-    with pytest.raises(TransientError, match="sent 2 inputs, got 1"):
+    with pytest.raises(CountMismatch, match="expected 2 results for 2 inputs, received 1"):
         b.split_batch([r1, r2], Result(data=[[1.0]]))
 
 
-def test_embedding_count_mismatch_from_server_is_retried(client, srv):
+def test_embedding_count_mismatch_from_server_is_not_retried(client, srv):
+    # A short answer is deterministic: one attempt, a typed error naming both counts.
     wrong = oc.render_embeddings("text-embedding-3-small", [[0.1, 0.2]])
     srv.script(ServerResponse.json(wrong))
-    res = client.call("openai", "embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"],
-                                               "dimensions": 2})
-    assert res.attempts == 2 and len(res.data) == 2
+    before = len(srv.requests)
+    with pytest.raises(CountMismatch) as info:
+        client.call("openai", "embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"],
+                                             "dimensions": 2})
+    assert (info.value.expected, info.value.received, info.value.attempts) == (2, 1, 1)
+    assert len(srv.requests) == before + 1
+    assert srv.last.json()["input"] == ["a", "b"]
+
+
+def test_embedding_indices_must_match_the_inputs(client, srv):
+    body = oc.render_embeddings("text-embedding-3-small", [[0.1], [0.2]])
+    body["data"][1]["index"] = 0  # two answers for input 0, none for input 1
+    srv.script(ServerResponse.json(body))
+    with pytest.raises(CountMismatch, match="index 0 does not match"):
+        client.call("openai", "embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"]})
+    swapped = oc.render_embeddings("text-embedding-3-small", [[0.1], [0.2]])
+    swapped["data"].reverse()  # out of order but complete: put back in input order
+    srv.script(ServerResponse.json(swapped))
+    res = client.call("openai", "embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"]})
+    assert res.data == [[0.1], [0.2]]
+
+
+def test_moderations_short_answer_is_an_error(client, srv):
+    srv.script(ServerResponse.json({"id": "modr-1", "model": "omni-moderation-latest",
+                                    "results": [{"flagged": False}]}))
+    with pytest.raises(CountMismatch, match="expected 2 results for 2 inputs, received 1"):
+        client.call("openai", "moderations", {"model": "omni-moderation-latest",
+                                              "input": ["a", "b"]})
 
 
 # ----------------------------------------------------------------------- other operations
@@ -501,3 +528,28 @@ def test_default_server_sends_no_fixed_rate_limit_headers():
                                                headers={"authorization": "Bearer test-key-1"}))
     assert resp.status == 200 and resp.headers["x-request-id"].startswith("req_")
     assert not any(k.startswith("x-ratelimit") for k in resp.headers)
+
+
+# ----------------------------------------------------------------------- base URL variants
+@pytest.mark.parametrize("path", ["", "/"])
+def test_a_base_url_without_v1_gives_a_404_naming_the_url_tried(srv, path):
+    c = Client([BackendConfig(name="openai", keys=["test-key-1"], base_url=srv.url + path)],
+               ClientConfig(retry=RetryPolicy(max_attempts=3, base_delay=0.001)))
+    try:
+        with pytest.raises(NotFound) as info:
+            c.call("openai", "chat", CHAT)
+    finally:
+        c.close(wait=False)
+    assert len(srv.requests) == 1 and srv.last.path == "/chat/completions"
+    msg = str(info.value)
+    assert f"HTTP 404 from POST {srv.url}/chat/completions" in msg
+    assert f"routes usually live under {srv.url}/v1" in msg
+    assert "test-key-1" not in msg
+
+
+def test_a_base_url_with_a_path_is_used_as_given_and_404s_keep_the_provider_message(srv):
+    with make_client(srv) as c:  # base URL .../v1: a model 404 is the provider's own message
+        with pytest.raises(NotFound) as info:
+            c.call("openai", "chat", {**CHAT, "model": "no-such-model"})
+    assert srv.last.path == "/v1/chat/completions"
+    assert "HTTP 404 from" not in str(info.value) and "no-such-model" in str(info.value)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ipfs_accelerate_py import BackendConfig, Request
-from ipfs_accelerate_py.errors import TransientError
+from ipfs_accelerate_py.errors import CountMismatch, TransientError
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
 from ipfs_accelerate_py.testing import LocalServer
@@ -99,8 +99,8 @@ def test_a_batch_answer_with_the_wrong_row_count_fails_every_request(srv: LocalS
         release.set()
         errors = [f.exception(10) for f in futures]
     assert len(infer_calls(srv)) == 1
-    assert all(isinstance(e, TransientError) and e.code == "batch_split_mismatch" for e in errors)
-    assert "batch dimension 2, expected 3" in str(errors[0])
+    assert all(isinstance(e, CountMismatch) and (e.expected, e.received) == (3, 2) for e in errors)
+    assert "expected 3 rows for 3 inputs, received 2" in str(errors[0])
 
 
 def test_split_batch_checks_element_counts_and_outputs() -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ipfs_accelerate_py.errors import (
+    CountMismatch,
     ContextTooLong,
     InvalidRequest,
     NotFound,
@@ -146,7 +147,7 @@ def test_embeddings_count_mismatch_is_an_error(srv: LocalServer, make_client) ->
     srv.script(ServerResponse.json({"object": "list", "data": [
         {"object": "embedding", "embedding": [0.1], "index": 0}]}))
     with make_client(srv.url) as client:
-        with pytest.raises(TransientError, match="expected 2 embeddings"):
+        with pytest.raises(CountMismatch, match="expected 2 results for 2 inputs, received 1"):
             client.call("ovms", "embeddings", {"model": "gte-large", "input": ["a", "b"]})
 
 
@@ -181,3 +182,28 @@ def test_default_model_fills_v3_bodies(srv: LocalServer, make_client) -> None:
     with make_client(srv.url, options={"model": "gte-large"}) as client:
         client.call("ovms", "embeddings", {"input": "x"})
     assert json.loads(srv.last.body) == {"input": "x", "model": "gte-large"}
+
+
+def test_openai_routes_can_have_their_own_base_url(make_client) -> None:
+    # OVMS behind a proxy: KServe routes on one URL, the OpenAI-compatible ones on another.
+    with LocalServer(OvmsServer()) as kserve, LocalServer(OvmsServer()) as openai_side:
+        with make_client(kserve.url, options={"openai_base_url": openai_side.url + "/v3/"}) as client:
+            res = client.call("ovms", "chat", {"model": "llama3", "max_tokens": 3,
+                                               "messages": [{"role": "user", "content": "hi"}]})
+            assert res.text
+            client.call("ovms", "embeddings", {"model": "gte-large", "input": ["a"]})
+            client.call("ovms", "live", {})
+        assert [(r.method, r.path) for r in openai_side.requests] == [
+            ("POST", "/v3/chat/completions"), ("POST", "/v3/embeddings")]
+        assert [(r.method, r.path) for r in kserve.requests] == [("GET", "/v2/health/live")]
+
+
+def test_openai_base_url_defaults_to_v3_and_reads_the_environment(monkeypatch) -> None:
+    from ipfs_accelerate_py.config import BackendConfig
+    from ipfs_accelerate_ovms.backend import OvmsBackend
+
+    assert OvmsBackend(BackendConfig(name="ovms", base_url="http://h:9000/")).openai_base_url == \
+        "http://h:9000/v3"
+    monkeypatch.setenv("OVMS_OPENAI_API_URL", "http://h:8000/v3")
+    assert OvmsBackend(BackendConfig(name="ovms", base_url="http://h:9000")).openai_base_url == \
+        "http://h:8000/v3"

@@ -63,3 +63,44 @@ def test_cut_download_to_bytes_is_retried(pkit, pclient, proxy, stored):
     before = attempts(pclient)
     assert pkit.get_bytes(stored, "dl.bin") == DATA
     assert attempts(pclient) - before == 2
+
+
+def test_an_object_over_the_memory_limit_is_refused_once_and_names_the_remedy(moto_server, bucket, kit):
+    from s3_kit_helpers import make_client
+
+    from ipfs_accelerate_py.errors import InvalidRequest
+
+    kit.put_bytes(bucket, "big.bin", DATA)
+    with make_client(moto_server.url, max_body_in_memory=1024 * 1024) as c:
+        with pytest.raises(InvalidRequest) as info:
+            c.call("s3_kit", "get_object", {"bucket": bucket, "key": "big.bin"})
+        small = c.call("s3_kit", "get_object", {"bucket": bucket, "key": "big.bin",
+                                                "range": "bytes=0-99"})
+    assert info.value.code == "BodyTooLarge" and info.value.attempts == 1
+    assert f"{len(DATA)} bytes" in str(info.value) and "download_dir" in str(info.value)
+    assert small.data["body"] == DATA[:100]
+
+
+def test_download_dir_streams_objects_to_disk(moto_server, bucket, kit, tmp_path):
+    from s3_kit_helpers import make_client
+
+    kit.put_bytes(bucket, "nested/../dl.bin", DATA)
+    with make_client(moto_server.url, download_dir=str(tmp_path),
+                     max_body_in_memory=1024) as c:
+        res = c.call("s3_kit", "get_object", {"bucket": bucket, "key": "nested/../dl.bin"})
+    # one flat, quoted file name: a key can never write outside download_dir
+    assert os.listdir(tmp_path) == ["nested%2F..%2Fdl.bin"]
+    assert res.data["path"] == str(tmp_path / "nested%2F..%2Fdl.bin")
+    assert res.data["size"] == len(DATA) and "body" not in res.data
+    assert (tmp_path / "nested%2F..%2Fdl.bin").read_bytes() == DATA
+
+
+def test_chunked_body_over_the_limit_stops_reading(pclient, proxy, stored):
+    # No Content-Length: the limit is enforced while reading, chunk by chunk.
+    from s3_kit_helpers import make_client
+
+    proxy.cut_body(is_op("GET", path_contains="dl.bin"), keep=len(DATA), declared=False)
+    with make_client(proxy.url, max_body_in_memory=512 * 1024) as c:
+        with pytest.raises(Exception) as info:
+            c.call("s3_kit", "get_object", {"bucket": stored, "key": "dl.bin"})
+    assert getattr(info.value, "code", None) == "BodyTooLarge"

@@ -38,6 +38,7 @@ from ..errors import (
     error_for_status,
 )
 from ..results import IncompleteStream, Result, StreamChunk, ToolCall, ToolCallDelta, Usage
+from .counts import check_count, order_by_index
 from .ratelimit import RateLimitInfo, format_duration
 from .sse import SSEEvent, format_sse, iter_sse
 
@@ -289,17 +290,20 @@ def parse_embeddings(body: Any, *, expected: int | None = None, request_id: str 
         if is_error_event(body):
             raise error_from_body(body, make_error)
         raise make_error(TransientError, "embeddings response has no data list", "malformed_response")
+    if expected is not None:
+        # Items carry their input's ``index``: each index once, put in input order.
+        if any(isinstance(it, Mapping) and "index" in it for it in items):
+            items = order_by_index("embeddings", expected, items, make_error=make_error)
+        else:
+            items = check_count("embeddings", expected, items, make_error)
     vectors: list[list[float]] = []
     try:
         for item in sorted(items, key=lambda it: int(it.get("index", 0))):
             emb = item["embedding"]
             vectors.append(decode_base64_floats(emb) if isinstance(emb, str) else [float(x) for x in emb])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise make_error(TransientError, f"malformed embedding item: {type(exc).__name__}",
                          "malformed_response") from None
-    if expected is not None and len(vectors) != expected:
-        raise make_error(TransientError, f"expected {expected} embeddings, got {len(vectors)}",
-                         "malformed_response")
     return Result(usage=parse_usage(body.get("usage")), model=body.get("model"),
                   request_id=request_id, raw=body, data=vectors)
 

@@ -18,6 +18,7 @@ from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import Result, StreamChunk, ToolCall, Usage
+from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_retry_after
 
 from .convert import ConversionError, embed_request, generate_body
@@ -173,13 +174,18 @@ class GeminiBackend(Backend):
                                   response, code="malformed_response")
         return Result(data=[values], model=request.payload.get("model"), raw=body, backend=self.name)
 
-    def build_batch_embed(self, request: Request, key: ApiKey | None) -> HttpRequest:
-        payload = request.payload
-        model = self.model_path(payload)
+    def _batch_items(self, payload: Mapping[str, Any]) -> Any:
+        """The inputs of a batch_embed payload: ``requests``, else the content list."""
         items = payload.get("requests")
         if items is None:
             items = self._embed_input(payload)
             items = items if isinstance(items, list) else [items]
+        return items
+
+    def build_batch_embed(self, request: Request, key: ApiKey | None) -> HttpRequest:
+        payload = request.payload
+        model = self.model_path(payload)
+        items = self._batch_items(payload)
         if not isinstance(items, list) or not items:
             raise InvalidRequest("gemini batch_embed: needs a non-empty list", backend=self.name)
         try:
@@ -195,6 +201,8 @@ class GeminiBackend(Backend):
                 isinstance(e, dict) and isinstance(e.get("values"), list) for e in embeddings):
             raise self.make_error(TransientError, "gemini batchEmbedContents: no embeddings list",
                                   response, code="malformed_response")
+        check_count(f"{self.name} batch_embed", len(self._batch_items(request.payload)),
+                    embeddings, self.error_factory(response))
         return Result(data=[e["values"] for e in embeddings], model=request.payload.get("model"),
                       raw=body, backend=self.name)
 
@@ -233,10 +241,7 @@ class GeminiBackend(Backend):
 
     def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
         vectors = result.data
-        if not isinstance(vectors, list) or len(vectors) != len(requests):
-            got = len(vectors) if isinstance(vectors, list) else type(vectors).__name__
-            raise TransientError(f"gemini answered {got} embeddings for a batch of {len(requests)}",
-                                 code="batch_count_mismatch", backend=self.name)
+        check_batch(f"{self.name} embed", requests, vectors, self.error_factory(None))
         return [Result(data=[vec], raw={"embedding": {"values": vec}}, model=result.model,
                        backend=self.name, request_id=req.request_id)
                 for req, vec in zip(requests, vectors)]

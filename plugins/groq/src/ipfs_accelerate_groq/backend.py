@@ -19,6 +19,8 @@ from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_header
 
 from .server import GroqServer
 
+#: Groq's API host: only it gets the ``/openai/v1`` prefix added to a bare base URL.
+GROQ_HOST = "api.groq.com"
 #: Groq's x-ratelimit-*-requests headers count requests per day (tokens: per minute).
 REQUEST_WINDOW = 86_400.0
 
@@ -26,12 +28,14 @@ REQUEST_WINDOW = 86_400.0
 class GroqBackend(Backend):
     """Groq (``https://api.groq.com/openai/v1``): chat completions and model listing.
 
-    A base URL given without a path (``https://api.groq.com``, the Groq SDK's convention)
-    gets ``/openai/v1`` appended.  Groq takes no client request id header, so none is sent.
+    Groq's own host given without a path (``https://api.groq.com``, the Groq SDK's
+    convention) gets ``/openai/v1`` appended; any other base URL (a proxy, a self-hosted
+    OpenAI-compatible server) is used as given.  Groq takes no client request id header, so none is sent.
     """
 
     name = "groq"
     default_base_url = "https://api.groq.com/openai/v1"
+    base_url_version = "/openai/v1"
     operations = {
         "chat": "POST /chat/completions (messages, tools, response_format, seed...; streams)",
         "models": "GET /models, the models the key can use (with context_window)",
@@ -46,7 +50,8 @@ class GroqBackend(Backend):
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)
-        if urlsplit(self.base_url).path in ("", "/"):
+        parts = urlsplit(self.base_url)
+        if parts.path in ("", "/") and parts.hostname == GROQ_HOST:
             self.base_url = self.base_url.rstrip("/") + "/openai/v1"
 
     def check(self, request: Request) -> None:

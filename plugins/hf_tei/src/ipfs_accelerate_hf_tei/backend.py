@@ -27,6 +27,7 @@ from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import Result, Usage
 from ipfs_accelerate_py.wire import openai_compat as oai
+from ipfs_accelerate_py.wire.counts import check_batch, check_count, order_by_index
 
 from .server import TEIServer
 
@@ -59,6 +60,11 @@ def tei_error_body(response: requests.Response) -> tuple[str | None, str | None,
     return (str(err) if err is not None else None,
             str(etype) if etype is not None else None,
             body.get("estimated_time"))
+
+
+def _input_count(value: Any) -> int:
+    """How many inputs a TEI ``inputs`` field holds: a string or one token-id list is one."""
+    return 1 if _is_single_input(value) or not isinstance(value, list) else len(value)
 
 
 def _is_single_input(value: Any) -> bool:
@@ -159,8 +165,14 @@ class TEIBackend(Backend):
                                   "array from TEI", response, code="malformed_response")
         return body
 
+    def _counted(self, request: Request, response: requests.Response) -> list[Any]:
+        """The list body, one item per input sent (a short answer is never passed on)."""
+        return check_count(f"{self.name} {request.operation}",
+                           _input_count(request.payload.get("inputs")),
+                           self._list_body(response), self.error_factory(response))
+
     def parse_embed(self, request: Request, response: requests.Response) -> Result:
-        body = self._list_body(response)
+        body = self._counted(request, response)
         if not all(isinstance(v, list) for v in body):
             raise self.make_error(TransientError, "TEI /embed answered something other than "
                                   "a list of vectors", response, code="malformed_response")
@@ -178,15 +190,27 @@ class TEIBackend(Backend):
                       backend=self.name, request_id=res.request_id)
 
     def parse_embed_sparse(self, request: Request, response: requests.Response) -> Result:
-        return self._result(response, self._list_body(response))
+        return self._result(response, self._counted(request, response))
 
-    parse_embed_all = parse_predict = parse_tokenize = parse_embed_sparse
+    parse_embed_all = parse_tokenize = parse_embed_sparse
+
+    def parse_predict(self, request: Request, response: requests.Response) -> Result:
+        # One input answers a flat [{label, score}] list; a batch answers one list per input.
+        body = self._list_body(response)
+        inputs = request.payload.get("inputs")
+        pair = isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(v, str) for v in inputs)
+        if isinstance(inputs, list) and not pair:
+            check_count(f"{self.name} predict", len(inputs), body, self.error_factory(response))
+        return self._result(response, body)
 
     def parse_rerank(self, request: Request, response: requests.Response) -> Result:
         body = self._list_body(response)
         if not all(isinstance(r, dict) and "index" in r and "score" in r for r in body):
             raise self.make_error(TransientError, "TEI /rerank answered ranks without "
                                   "index/score", response, code="malformed_response")
+        # Ranks come sorted by score; each text's index must be there exactly once.
+        order_by_index(f"{self.name} rerank", len(request.payload.get("texts") or ()), body,
+                       make_error=self.error_factory(response))
         return self._result(response, body)
 
     def parse_info(self, request: Request, response: requests.Response) -> Result:
@@ -263,10 +287,8 @@ class TEIBackend(Backend):
 
     def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
         vectors = result.data
-        if not isinstance(vectors, list) or len(vectors) != len(requests):
-            got = len(vectors) if isinstance(vectors, list) else type(vectors).__name__
-            raise TransientError(f"TEI answered {got} embeddings for a batch of {len(requests)}",
-                                 code="batch_count_mismatch", backend=self.name)
+        check_batch(f"{self.name} {requests[0].operation}", requests, vectors,
+                    self.error_factory(None))
         return [Result(data=[vec], raw=[vec], model=result.model, backend=self.name,
                        request_id=req.request_id, key_id=result.key_id, attempts=result.attempts)
                 for req, vec in zip(requests, vectors)]

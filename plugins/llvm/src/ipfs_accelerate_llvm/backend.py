@@ -28,6 +28,7 @@ from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Priority, Request, new_request_id
 from ipfs_accelerate_py.results import Result
+from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,9 +120,7 @@ class LlvmBackend(Backend):
         results = body.get("results")
         if not isinstance(results, list):
             raise self._malformed(response, "batch answer without a 'results' list")
-        if len(results) != expected:
-            raise self._malformed(response, f"batch answer has {len(results)} results for "
-                                            f"{expected} inputs")
+        check_count(f"{self.name} batch_infer", expected, results, self.error_factory(response))
         return body, results
 
     @staticmethod
@@ -298,10 +297,7 @@ class LlvmBackend(Backend):
 
     def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
         outputs = result.data
-        if not isinstance(outputs, list) or len(outputs) != len(requests):
-            got = len(outputs) if isinstance(outputs, list) else "no"
-            raise self.make_error(TransientError, f"batch_infer answered {got} results for "
-                                  f"{len(requests)} inputs", None, code="batch_split_mismatch")
+        check_batch(f"{self.name} infer", requests, outputs, self.error_factory(None))
         raw_items = (result.raw or {}).get("results") if isinstance(result.raw, Mapping) else None
         parts = []
         for i, (req, output) in enumerate(zip(requests, outputs)):

@@ -34,6 +34,7 @@ from ipfs_accelerate_py.results import (
     ToolCallDelta,
     Usage,
 )
+from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ndjson import MalformedLine, iter_ndjson
 
 from .server import OllamaServer
@@ -176,10 +177,9 @@ class OllamaBackend(Backend):
             raise self.make_error(TransientError, "Ollama /api/embed answered without "
                                   "embeddings", response, code="malformed_response")
         value = request.payload.get("input")
-        expected = 1 if isinstance(value, str) else len(value) if isinstance(value, list) else None
-        if expected is not None and len(vectors) != expected:
-            raise self.make_error(TransientError, f"Ollama answered {len(vectors)} embeddings for "
-                                  f"{expected} inputs", response, code="malformed_response")
+        if isinstance(value, (str, list)):
+            check_count(f"{self.name} embed", 1 if isinstance(value, str) else len(value),
+                        vectors, self.error_factory(response))
         return self._result(response, body, data=vectors,
                             usage=Usage.of(body.get("prompt_eval_count"), 0))
 
@@ -303,11 +303,7 @@ class OllamaBackend(Backend):
 
     def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
         vectors = result.data
-        if not isinstance(vectors, list) or len(vectors) != len(requests):
-            got = len(vectors) if isinstance(vectors, list) else type(vectors).__name__
-            raise TransientError(f"Ollama answered {got} embeddings for a batch of "
-                                 f"{len(requests)}", code="batch_count_mismatch",
-                                 backend=self.name)
+        check_batch(f"{self.name} embed", requests, vectors, self.error_factory(None))
         return [Result(data=[vec], raw={"model": result.model, "embeddings": [vec]},
                        model=result.model, backend=self.name, request_id=req.request_id)
                 for req, vec in zip(requests, vectors)]

@@ -17,6 +17,7 @@ from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import IncompleteStream, Result, StreamChunk, Usage
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire.counts import check_batch, check_count
 
 from .server import OPEAServer
 
@@ -49,6 +50,7 @@ class OPEABackend(Backend):
 
     name = "opea"
     default_base_url = "http://localhost:8000/v1"
+    base_url_version = "/v1"
     operations = {
         "chat": "POST /v1/chat/completions on the LLM text-generation service (streams)",
         "embeddings": "POST /v1/embeddings (OpenAI shape; single inputs are batched)",
@@ -164,7 +166,10 @@ class OPEABackend(Backend):
             if not isinstance(vec, list) or not vec:
                 raise self.make_error(TransientError, "embedding answer has no vector", response,
                                       code="malformed_response")
-            vectors = vec if isinstance(vec[0], list) else [vec]
+            vectors = check_count(f"{self.name} embeddings",
+                                  oc.embedding_inputs(request.payload.get("input")),
+                                  vec if isinstance(vec[0], list) else [vec],
+                                  self.error_factory(response))
             return Result(request_id=rid, raw=body, data=[[float(x) for x in v] for v in vectors])
         return oc.parse_embeddings(body, expected=oc.embedding_inputs(request.payload.get("input")),
                                    request_id=rid, make_error=self.error_factory(response))
@@ -232,10 +237,7 @@ class OPEABackend(Backend):
 
     def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
         vectors = result.data
-        if not isinstance(vectors, list) or len(vectors) != len(requests):
-            got = len(vectors) if isinstance(vectors, list) else 0
-            raise TransientError(f"batched embeddings: sent {len(requests)} inputs, got {got} "
-                                 "vectors back", code="batch_mismatch", backend=self.name)
+        check_batch(f"{self.name} embeddings", requests, vectors, self.error_factory(None))
         n = len(requests)
         total = result.usage.prompt_tokens if result.usage else 0
         shares = [total // n + (1 if i < total % n else 0) for i in range(n)]

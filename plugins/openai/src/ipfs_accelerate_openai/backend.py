@@ -17,6 +17,7 @@ from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import Result, StreamChunk, Usage
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
 from .server import OpenAIServer
@@ -42,6 +43,7 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     default_base_url = "https://api.openai.com/v1"
+    base_url_version = "/v1"
     operations = {
         "chat": "POST /chat/completions (messages, tools, response_format, n, logprobs...; streams)",
         "completions": "POST /completions, legacy text completion (streams)",
@@ -160,6 +162,11 @@ class OpenAIBackend(Backend):
         if not isinstance(results, list):
             raise self.make_error(TransientError, "moderation response has no results", response,
                                   code="malformed_response")
+        texts = request.payload.get("input")
+        if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
+            # One result per text (multimodal parts answer one result for the whole input).
+            check_count(f"{self.name} moderations", len(texts), results,
+                        self.error_factory(response))
         return Result(model=body.get("model"), request_id=self.provider_request_id(response),
                       raw=body, data=results)
 
@@ -207,11 +214,7 @@ class OpenAIBackend(Backend):
 
     def split_batch(self, requests: Sequence[Request], result: Result) -> list[Result]:
         vectors = result.data
-        if not isinstance(vectors, list) or len(vectors) != len(requests):
-            got = len(vectors) if isinstance(vectors, list) else 0
-            raise TransientError(f"batched embeddings: sent {len(requests)} inputs, got {got} "
-                                 "vectors back", code="batch_mismatch", backend=self.name,
-                                 request_id=result.request_id)
+        check_batch(f"{self.name} embeddings", requests, vectors, self.error_factory(None))
         usages = _split_usage(result.usage, [len(r.payload["input"]) for r in requests])
         return [attrs.evolve(result, data=[vec], usage=u) for vec, u in zip(vectors, usages)]
 

@@ -21,6 +21,7 @@ from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
+    CountMismatch,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -32,8 +33,9 @@ from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Priority, Request, new_request_id
 from ipfs_accelerate_py.results import Result, StreamChunk
-from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 from ipfs_accelerate_py.wire import openai_compat as oa
+from ipfs_accelerate_py.wire.counts import check_rows
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
 from .tensors import TensorError, concat_rows, split_rows, validate_inputs
 
@@ -49,7 +51,9 @@ _CONTEXT_HINTS = ("too long", "exceeds the maximum length", "max_prompt_len", "c
 class OvmsBackend(Backend):
     """OpenVINO Model Server.  Options: ``model`` and ``version`` (defaults for requests that
     name none; else env ``OVMS_MODEL`` / ``OVMS_VERSION``), ``batching`` (coalesce single
-    infer requests, default True), ``max_batch_size`` (default 16)."""
+    infer requests, default True), ``max_batch_size`` (default 16), ``openai_base_url`` (where
+    the OpenAI-compatible routes live, default ``{base_url}/v3``: OVMS serves them on their
+    own port or behind their own proxy path in some deployments)."""
 
     name: ClassVar[str] = "ovms"
     default_base_url: ClassVar[str | None] = "http://localhost:9000"
@@ -82,6 +86,10 @@ class OvmsBackend(Backend):
         self.default_model: str | None = self.option("model") or os.environ.get("OVMS_MODEL") or None
         version = self.option("version")
         self.default_version: Any = version if version is not None else os.environ.get("OVMS_VERSION")
+        openai_base = self.option("openai_base_url") or os.environ.get("OVMS_OPENAI_API_URL")
+        #: Base of the OpenAI-compatible routes (chat/completions, embeddings, rerank).
+        self.openai_base_url: str = (str(openai_base).rstrip("/") if openai_base
+                                     else self.base_url + "/v3")
 
     @classmethod
     def options_from(cls, metadata: Mapping[str, Any] | None = None,
@@ -132,6 +140,10 @@ class OvmsBackend(Backend):
 
     def _post(self, path: str, body: Any) -> HttpRequest:
         return HttpRequest("POST", self.url(path), json=body,
+                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+
+    def _post_v3(self, route: str, body: Any) -> HttpRequest:
+        return HttpRequest("POST", f"{self.openai_base_url}/{route}", json=body,
                            headers={"Content-Type": "application/json", "Accept": "application/json"})
 
     def _malformed(self, response: requests.Response, why: str) -> TransientError:
@@ -282,7 +294,7 @@ class OvmsBackend(Backend):
         body = self._v3_body(request)
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             raise self._invalid("chat needs a non-empty 'messages' list")
-        http = self._post("/v3/chat/completions", body)
+        http = self._post_v3("chat/completions", body)
         if request.stream:
             http.headers["Accept"] = "text/event-stream"
         return http
@@ -301,7 +313,7 @@ class OvmsBackend(Backend):
         body = self._v3_body(request)
         if not isinstance(body.get("prompt"), str):
             raise self._invalid("completions needs a string 'prompt' (OVMS accepts one prompt)")
-        http = self._post("/v3/completions", body)
+        http = self._post_v3("completions", body)
         if request.stream:
             http.headers["Accept"] = "text/event-stream"
         return http
@@ -320,7 +332,7 @@ class OvmsBackend(Backend):
         if not (isinstance(inp, str) or (isinstance(inp, list) and inp
                                          and all(isinstance(s, str) for s in inp))):
             raise self._invalid("embeddings needs 'input': a string or a non-empty list of strings")
-        return self._post("/v3/embeddings", body)
+        return self._post_v3("embeddings", body)
 
     def parse_embeddings(self, request: Request, response: requests.Response) -> Result:
         return self._with_backend(oa.parse_embeddings(
@@ -333,7 +345,7 @@ class OvmsBackend(Backend):
         if not isinstance(body.get("query"), str) or not isinstance(docs, list) or not all(
                 isinstance(d, str) for d in docs):
             raise self._invalid("rerank needs a string 'query' and 'documents' as a list of strings")
-        return self._post("/v3/rerank", body)
+        return self._post_v3("rerank", body)
 
     def parse_rerank(self, request: Request, response: requests.Response) -> Result:
         body = self._json_object(response)
@@ -428,11 +440,16 @@ class OvmsBackend(Backend):
         if not isinstance(outputs, list) or not outputs:
             raise self.make_error(TransientError, "batched inference response without outputs",
                                   None, code="batch_split_mismatch")
+        make = self.error_factory(None)
+        for o in outputs:  # a short batch dimension is a wrong answer, never a retry
+            shape = o.get("shape") if isinstance(o, Mapping) else None
+            check_rows(f"{self.name} infer batch output {o.get('name') if isinstance(o, Mapping) else o!r}",
+                       n, shape[0] if isinstance(shape, list) and shape else None, make)
         try:
             per_output = [split_rows(o, n) for o in outputs]
         except TensorError as exc:
-            raise self.make_error(TransientError, f"cannot split batched response: {exc}", None,
-                                  code="batch_split_mismatch") from None
+            raise self.make_error(CountMismatch, f"cannot split batched response: {exc}", None,
+                                  code="count_mismatch") from None
         results = []
         for i, req in enumerate(requests):
             mine = [rows[i] for rows in per_output]

@@ -45,6 +45,8 @@ RATE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "Reques
 TRANSIENT_CODES = frozenset({"RequestTimeout", "InternalError", "BadDigest",
                              "XAmzContentSHA256Mismatch", "OperationAborted", "IncompleteBody"})
 
+#: Bytes a get_object may hold in memory (option max_body_in_memory); larger: use a file.
+MAX_BODY_IN_MEMORY = 64 * 1024 * 1024
 _OBJECT_OPS = ("put_object", "get_object", "head_object", "delete_object", "copy_object",
                "create_multipart_upload", "upload_part", "complete_multipart_upload",
                "abort_multipart_upload")
@@ -74,7 +76,11 @@ class S3KitBackend(Backend):
 
     Options (``BackendConfig.options``): ``region`` (default us-east-1; a key's own region
     wins), ``addressing_style`` ("auto" | "path" | "virtual"), ``verify_etag`` (default True:
-    check uploaded/downloaded bodies against the MD5 ETag).
+    check uploaded/downloaded bodies against the MD5 ETag), ``download_dir`` (get_object
+    without ``file`` streams the object to a file there, named after the quoted key,
+    instead of into memory), ``max_body_in_memory`` (bytes a get_object may hold in memory,
+    default 64 MiB; a larger object is a non-retried ``InvalidRequest`` telling to pass
+    ``file`` or set ``download_dir``).
     """
 
     name: ClassVar[str] = "s3_kit"
@@ -326,13 +332,19 @@ class S3KitBackend(Backend):
         p = request.payload
         verify = self.option("verify_etag", True) and response.status_code == 200
         info = _object_info(response)
+        target = p.get("file") or self._download_path(p)
         try:
-            if p.get("file"):
-                size = download.read_to_file(response, p["file"], verify_md5=verify)
-                info.update(path=os.fspath(p["file"]), size=size)
+            if target:  # streamed to disk in chunks, never held in memory
+                size = download.read_to_file(response, target, verify_md5=verify)
+                info.update(path=os.fspath(target), size=size)
             else:
-                info["body"] = download.read_bytes(response, verify_md5=verify)
+                limit = int(self.option("max_body_in_memory", MAX_BODY_IN_MEMORY))
+                info["body"] = download.read_bytes(response, verify_md5=verify, limit=limit)
                 info["size"] = len(info["body"])
+        except download.BodyTooLarge as exc:
+            raise self.make_error(InvalidRequest, f"{exc}: pass payload['file'] or set option "
+                                  "'download_dir' to stream it to disk", response,
+                                  code="BodyTooLarge") from None
         except download.BodyReadError as exc:
             raise self.make_error(TransientError, f"download interrupted: {exc}", response,
                                   code="IncompleteBody") from None
@@ -340,6 +352,13 @@ class S3KitBackend(Backend):
             raise self.make_error(TransientError, f"download corrupted: {exc}", response,
                                   code="ETagMismatch") from None
         return self._result(response, info)
+
+    def _download_path(self, p: Mapping[str, Any]) -> str | None:
+        """``download_dir``/<quoted key>: one flat file name per key, no path traversal."""
+        directory = self.option("download_dir")
+        if not directory:
+            return None
+        return os.path.join(os.fspath(directory), quote(str(p["key"]), safe=""))
 
     def build_head_object(self, request: Request, key: ApiKey | None) -> HttpRequest:
         p = request.payload

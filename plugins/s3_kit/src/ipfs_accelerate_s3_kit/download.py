@@ -45,6 +45,16 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
         raise BodyReadError(f"{type(exc).__name__}") from None
 
 
+class BodyTooLarge(Exception):
+    """The object is larger than may be held in memory: download it to a file instead."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"object body is {size} bytes or more, over the in-memory limit of "
+                         f"{limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
 class _Check:
     def __init__(self, response: requests.Response, verify_md5: bool) -> None:
         length = response.headers.get("Content-Length")
@@ -65,12 +75,19 @@ class _Check:
             raise BodyMismatch("body MD5 does not match the object's ETag")
 
 
-def read_bytes(response: requests.Response, *, verify_md5: bool) -> bytes:
+def read_bytes(response: requests.Response, *, verify_md5: bool,
+               limit: int | None = None) -> bytes:
+    """The whole body in memory; over ``limit`` bytes (announced or read) raises
+    :class:`BodyTooLarge` before holding more than one chunk past it."""
     check = _Check(response, verify_md5)
     parts = []
     try:
+        if limit is not None and check.expected_length is not None and check.expected_length > limit:
+            raise BodyTooLarge(check.expected_length, limit)
         for chunk in _chunks(response):
             check.update(chunk)
+            if limit is not None and check.count > limit:
+                raise BodyTooLarge(check.count, limit)
             parts.append(chunk)
     finally:
         response.close()
