@@ -35,30 +35,18 @@ class CliError(Exception):
 
 
 # --------------------------------------------------------------------------- secrets
-class Redactor:
-    """Replaces every known key in text we print or write (defence in depth: the core
-    never puts keys in messages, but a provider could echo one back)."""
+def REDACT(text: str) -> str:
+    """Results and output lines: the core redactor's known secrets only (every key loaded
+    registers itself), so a model's answer keeps every legitimate word."""
+    from .redaction import REDACTOR
 
-    def __init__(self) -> None:
-        self._secrets: list[str] = []
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            if s in text:
-                text = text.replace(s, "***")
-        return text
-
-
-REDACT = Redactor()
+    return REDACTOR.known(text)
 
 
 def _err(msg: str) -> None:
-    sys.stderr.write(REDACT(msg) + "\n")
+    from .redaction import redact
+
+    sys.stderr.write(redact(msg) + "\n")
     sys.stderr.flush()
 
 
@@ -94,48 +82,21 @@ def read_keys_file(path: str) -> dict[str, list[str]] | list[str]:
 
 
 def env_keys(cls: Any, environ: Mapping[str, str] | None = None) -> list[Any]:
-    """Keys for a backend class from its environment variables, numbered variants included
-    (``OPENAI_API_KEY``, ``OPENAI_API_KEY_1``, ...).  Backends with their own credential
-    rules (an S3 key pair) are read with their ``keys_from``."""
-    from .backend import Backend
-    from .keys import ApiKey
-
-    environ = os.environ if environ is None else environ
-    if getattr(cls.keys_from, "__func__", None) is not Backend.keys_from.__func__:
-        return list(cls.keys_from(environ=environ))
-    found: list[Any] = []
-    seen: set[str] = set()
-    for base in cls.env_keys:
-        pattern = re.compile(re.escape(base) + r"(?:_(\d+))?$")
-        names = sorted((n for n in environ if pattern.match(n)),
-                       key=lambda n: int(pattern.match(n).group(1) or 0))  # type: ignore[union-attr]
-        for name in names:
-            secret = environ[name]
-            if secret and secret not in seen:
-                seen.add(secret)
-                found.append(ApiKey(secret=secret, name=name.lower()))
-    return found
+    """Keys for a backend class from the environment: the core's one key source
+    (:meth:`Backend.keys_from`, numbered variants included), as the library reads them."""
+    return list(cls.keys_from(environ=os.environ if environ is None else environ))
 
 
 def _keys_for(backend: str, cls: Any, keys_file: Any) -> list[Any]:
-    from .keys import ApiKey
+    from .key_source import keys_from_values
 
     if keys_file is not None:
         raw = keys_file if isinstance(keys_file, list) else keys_file.get(backend, [])
-        keys = []
-        for i, item in enumerate(raw, 1):
-            name, sep, secret = item.partition("\x00")
-            if not sep:
-                name, secret = f"{backend}-key-{i}", item
-            keys.append(ApiKey(secret=secret, name=name))
+        items = [tuple(item.split("\x00", 1)) if "\x00" in item else item for item in raw]
+        keys = keys_from_values(items, "--keys-file")
         if keys:
-            for k in keys:
-                REDACT.add(k.reveal())
             return keys
-    keys = env_keys(cls)
-    for k in keys:
-        REDACT.add(k.reveal())
-    return keys
+    return env_keys(cls)
 
 
 def protocol_path(cls: Any) -> str:

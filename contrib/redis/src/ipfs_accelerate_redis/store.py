@@ -13,6 +13,7 @@ from redis.retry import Retry
 from ipfs_accelerate_py.breaker import TransitionCallback
 from ipfs_accelerate_py.config import BreakerPolicy
 from ipfs_accelerate_py.errors import AccelerateError, ConfigError
+from ipfs_accelerate_py.redaction import redact
 from ipfs_accelerate_py.state import StateStore
 
 from . import lua
@@ -169,7 +170,9 @@ class RedisStateStore(StateStore):
         return cls(os.environ.get(URL_ENV), **options)
 
     def _k(self, kind: str, name: str) -> str:
-        return f"{self.namespace}:{kind}:{name}"
+        # Names are public ids (``key-1a2b3c4d``, ``openai@https://host/v1``); the redactor
+        # is a last guard so no credential ever becomes part of a Redis key name.
+        return f"{self.namespace}:{kind}:{redact(name)}"
 
     @property
     def degraded(self) -> bool:
