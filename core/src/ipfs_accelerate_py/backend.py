@@ -24,7 +24,7 @@ from .errors import (
 from .http import HttpRequest, KeyAuth
 from .key_source import backend_keys
 from .keys import ApiKey
-from .redaction import redact_url
+from .redaction import redact_url, register_url_secrets
 from .request import Request
 from .results import Result, StreamChunk
 from .wire.ratelimit import RateLimitInfo, parse_retry_after, parse_should_retry
@@ -75,6 +75,7 @@ class Backend:
             from .errors import ConfigError
 
             raise ConfigError("base_url", f"backend {self.name!r} needs a base_url")
+        register_url_secrets(base)
         self.base_url = base.rstrip("/")
         #: Send the pipeline's request id in ``request_id_header``.  Off with
         #: ``options={"send_request_id": False}`` or ``ClientConfig(send_request_id=False)``.

@@ -12,6 +12,7 @@ import attrs
 
 from .errors import RETRYABLE, ConfigError, ErrorClass
 from .keys import ApiKey, as_api_key
+from .redaction import redact_url
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -104,7 +105,9 @@ class BackendConfig:
 
     name: str
     keys: tuple[ApiKey, ...] = attrs.field(factory=tuple, converter=_keys)
-    base_url: str | None = None
+    #: Shown without user info or query string (they may hold credentials).
+    base_url: str | None = attrs.field(
+        default=None, repr=lambda u: repr(u if u is None else redact_url(u)))
     connect_timeout: float = attrs.field(default=5.0, validator=_positive)
     read_timeout: float = attrs.field(default=120.0, validator=_positive)
     max_concurrent_per_key: int = attrs.field(default=8, validator=_at_least_one)

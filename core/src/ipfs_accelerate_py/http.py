@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import attrs
 import requests
 from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
+from requests.auth import AuthBase, HTTPBasicAuth
+from requests.utils import get_auth_from_url
 from requests.utils import get_environ_proxies
 from urllib3.util.retry import Retry
 
@@ -51,6 +52,11 @@ class KeyAuth(AuthBase):
         for name, value in self._backend.auth_headers(self._key).items():
             if name not in prepared.headers:  # a header the builder set explicitly wins
                 prepared.headers[name] = value
+        # Credentials in the URL (``https://user:pw@host``) win, as requests applies them
+        # when no other auth is given.
+        user, password = get_auth_from_url(prepared.url or "")
+        if user or password:
+            prepared = HTTPBasicAuth(user, password)(prepared)
         return prepared
 
     def __repr__(self) -> str:

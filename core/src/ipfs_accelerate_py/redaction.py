@@ -9,11 +9,12 @@ user info and query string of a URL before it is shown or used as an id.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
 from typing import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MARK = "***"
 
@@ -29,6 +30,7 @@ _PATTERNS = [
     # A masked fragment a provider echoes ("Incorrect API key provided: sk-ab***yz").
     (re.compile(r"(?i)(api key provided:?\s*)[^\s,;]+"), r"\1" + MARK),
     (re.compile(r"\b(?:sk|gsk|pk|rk)[-_][A-Za-z0-9._\-]*\*+[A-Za-z0-9._\-]*"), MARK),
+    (re.compile(r"\b(Basic\s+)[A-Za-z0-9+/]{8,}={0,2}"), r"\1" + MARK),
     (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=\-]{8,}"), r"\1" + MARK),
     (re.compile(r"(?i)(\b(?:api[_-]?key|access[_-]?token|secret[_-]?key|client[_-]?secret|"
                 r"password|passwd|x-api-key|x-goog-api-key|x-amz-security-token|authorization)"
@@ -104,6 +106,24 @@ def redact_url(url: str) -> str:
     return urlunsplit((split.scheme, netloc, redact(split.path), "", ""))
 
 
+def register_url_secrets(url: str | None) -> None:
+    """Teach the redactor the password and query values of ``url`` (a base URL given with
+    credentials), so they are hidden even where the URL appears re-encoded or in parts."""
+    if not url:
+        return
+    try:
+        split = urlsplit(url)
+        password = split.password
+    except ValueError:
+        return
+    REDACTOR.add(password)
+    if split.username is not None or password is not None:  # as Basic auth sends it
+        pair = f"{unquote(split.username or '')}:{unquote(password or '')}"
+        REDACTOR.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+    for pair in split.query.split("&"):
+        REDACTOR.add(pair.partition("=")[2])
+
+
 class RedactingFilter(logging.Filter):
     """A log filter that renders the record's message and redacts it (args included)."""
 
@@ -143,4 +163,4 @@ def install_log_filter(names: Iterable[str] = LOGGERS) -> None:
 install_log_filter()
 
 __all__ = ["MARK", "REDACTOR", "RedactingFilter", "Redactor", "install_log_filter", "redact",
-           "redact_url"]
+           "redact_url", "register_url_secrets"]
