@@ -156,7 +156,10 @@ def test_keys_are_never_printed_or_written(tmp_path: Path) -> None:
         env = {"OPENAI_API_KEY": SECRETS[0], "OPENAI_API_KEY_2": SECRETS[1]}
         r = _batch(sim, inp, out, env=env)
         assert r.returncode == 0, r.stderr
-        assert "openai_api_key_2" in r.stdout  # keys appear by name only
+        from ipfs_accelerate_py.keys import key_fingerprint
+
+        # keys appear by their keyed id only, the same id the library gives them
+        assert "key-" + key_fingerprint(SECRETS[1]) in r.stdout
         journal = tmp_path / "out.jsonl.journal.sqlite3"
         files = [out, journal, Path(str(journal) + "-wal"), tmp_path / "out.jsonl.errors.jsonl"]
         _assert_nowhere(files, r.stdout, r.stderr)

@@ -261,7 +261,7 @@ def test_unreachable_redis_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
                  "--redis", f"redis://:hunter2pw@127.0.0.1:{port}/0"])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in err
+    assert f"cannot reach Redis at redis://127.0.0.1:{port}/0" in err
     assert "hunter2pw" not in err
     assert main(["batch", str(inp), "-o", str(tmp_path / "o.jsonl"), "--redis", "redis://x",
                  "--restart"]) == 2

@@ -20,6 +20,8 @@ _EXPORTS = {
     "ToolCall": ".results",
     "ApiKey": ".keys",
     "Secret": ".keys",
+    "redact": ".redaction",
+    "set_key_id_secret": ".key_id_secret",
     "BackendConfig": ".config",
     "ClientConfig": ".config",
     "RetryPolicy": ".config",

@@ -23,8 +23,10 @@ from .errors import (
     TransientError,
     error_for_status,
 )
-from .http import HttpRequest
+from .http import HttpRequest, KeyAuth
+from .key_source import backend_keys
 from .keys import ApiKey
+from .redaction import redact_url, register_url_secrets
 from .request import Request
 from .results import Result, StreamChunk, ToolCallDelta
 from .wire.ratelimit import RateLimitInfo, parse_retry_after, parse_should_retry
@@ -67,6 +69,10 @@ class Backend:
     #: Environment variables / metadata keys holding a base URL.
     env_base_url: ClassVar[tuple[str, ...]] = ()
     metadata_base_url: ClassVar[tuple[str, ...]] = ()
+    #: Request headers that carry this backend's credential (case-insensitive).  The
+    #: transport blanks them on the sent request once the answer arrives, and they are
+    #: redacted wherever headers are shown.
+    secret_headers: ClassVar[frozenset[str]] = frozenset({"authorization"})
     #: Header carrying our request id to the provider (None: the provider takes none).
     request_id_header: ClassVar[str | None] = "X-Request-ID"
     #: Header carrying the provider's own request id in responses.
@@ -87,6 +93,7 @@ class Backend:
             from .errors import ConfigError
 
             raise ConfigError("base_url", f"backend {self.name!r} needs a base_url")
+        register_url_secrets(base)
         self.base_url = base.rstrip("/")
         #: Send the pipeline's request id in ``request_id_header``.  Off with
         #: ``options={"send_request_id": False}`` or ``ClientConfig(send_request_id=False)``.
@@ -96,16 +103,10 @@ class Backend:
     @classmethod
     def keys_from(cls, metadata: Mapping[str, Any] | None = None,
                   environ: Mapping[str, str] | None = None) -> list[ApiKey]:
-        """Keys from the original system's metadata keys, else from the environment."""
-        metadata = metadata or {}
-        environ = os.environ if environ is None else environ
-        for name in cls.metadata_keys:
-            if metadata.get(name):
-                return [ApiKey(secret=str(metadata[name]), name=f"{cls.name}-{name}")]
-        for name in cls.env_keys:
-            if environ.get(name):
-                return [ApiKey(secret=environ[name], name=f"{cls.name}-{name.lower()}")]
-        return []
+        """Keys from the original system's metadata keys, else from the environment
+        variables and their numbered variants (the core's one key source, which the CLI
+        uses too: see :mod:`ipfs_accelerate_py.key_source`)."""
+        return backend_keys(cls.metadata_keys, cls.env_keys, metadata, environ)
 
     @classmethod
     def base_url_from(cls, metadata: Mapping[str, Any] | None = None,
@@ -141,7 +142,9 @@ class Backend:
         return self.base_url + "/" + path.lstrip("/")
 
     def auth_headers(self, key: ApiKey | None) -> dict[str, str]:
-        """Bearer auth by default; override for other schemes."""
+        """Bearer auth by default; override for other schemes (and name the headers in
+        :attr:`secret_headers`).  Called by the transport at send time only: the headers
+        are never stored in the :class:`HttpRequest`, which can be printed."""
         secret = key.reveal() if key is not None else None
         return {"Authorization": f"Bearer {secret}"} if secret else {}
 
@@ -151,10 +154,10 @@ class Backend:
             raise InvalidRequest(f"backend {self.name!r} cannot build {request.operation!r}",
                                  backend=self.name)
         http = builder(request, key)
-        headers = {**self.auth_headers(key), **http.headers}
+        # The credential is applied by the transport when it prepares the request.
+        http.auth = KeyAuth(self, key)
         if self.request_id_header and self.send_request_id:
-            headers.setdefault(self.request_id_header, request.request_id)
-        http.headers = headers
+            http.headers.setdefault(self.request_id_header, request.request_id)
         if request.stream:
             http.stream = True
         return http
@@ -302,8 +305,9 @@ class Backend:
         return size // 4 + out
 
     def endpoint_id(self, request: Request | None = None) -> str:
-        """Breaker scope: one breaker per backend endpoint."""
-        return f"{self.name}@{self.base_url}"
+        """Breaker scope: one breaker per backend endpoint.  The base URL's user info and
+        query string are left out: the id is shown in logs, errors, labels and Redis names."""
+        return f"{self.name}@{redact_url(self.base_url)}"
 
     # ------------------------------------------------------------------ batching
     def batch_key(self, request: Request) -> Hashable | None:
@@ -327,4 +331,4 @@ class Backend:
                 "default_base_url": cls.default_base_url}
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} {self.base_url}>"
+        return f"<{type(self).__name__} {self.name} {redact_url(self.base_url)}>"

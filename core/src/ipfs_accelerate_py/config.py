@@ -15,6 +15,7 @@ import attrs
 
 from .errors import RETRYABLE, ConfigError, ErrorClass
 from .keys import ApiKey, as_api_key
+from .redaction import redact_url
 
 
 def _real(name: str, value: Any) -> float:
@@ -184,7 +185,9 @@ class BackendConfig:
 
     name: str = attrs.field(validator=_text)
     keys: tuple[ApiKey, ...] = attrs.field(factory=tuple, converter=_keys)
-    base_url: str | None = attrs.field(default=None, validator=_base_url)
+    #: Shown without user info or query string (they may hold credentials).
+    base_url: str | None = attrs.field(
+        default=None, validator=_base_url, repr=lambda u: repr(u if u is None else redact_url(u)))
     connect_timeout: float = attrs.field(default=5.0, validator=positive)
     read_timeout: float = attrs.field(default=120.0, validator=positive)
     max_concurrent_per_key: int = attrs.field(default=8, converter=_as_int, validator=at_least_one)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from .redaction import redact
+
 
 class ErrorClass(str, enum.Enum):
     """What kind of failure a request met.  The pipeline's policies switch on this."""
@@ -36,7 +38,14 @@ RETRYABLE = frozenset(
 
 
 class AccelerateError(Exception):
-    """Base class of every error this library raises."""
+    """Base class of every error this library raises.
+
+    Messages pass through the core redactor when the error is built: a key a provider
+    echoes back, or the credentials of a URL, never reach ``str``, ``repr``, a log line or
+    a traceback."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(AccelerateError, ValueError):
@@ -65,6 +74,7 @@ class CircuitOpenError(AccelerateError):
     """Raised only in fail-fast mode: the endpoint's breaker is open."""
 
     def __init__(self, endpoint: str, *, request_id: str | None = None) -> None:
+        endpoint = redact(endpoint)
         super().__init__(f"circuit open for {endpoint}")
         self.endpoint = endpoint
         self.request_id = request_id
@@ -124,6 +134,7 @@ class ProviderError(AccelerateError):
         backend: str | None = None,
         provider_request_id: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status

@@ -9,7 +9,12 @@ import enum
 
 import attrs
 
+from .redaction import redact
 from .results import Usage
+
+
+def _redacted(text: str | None) -> str | None:
+    return None if text is None else redact(text)
 
 
 class Outcome(str, enum.Enum):
@@ -63,7 +68,8 @@ class RequestFinished:
     key_id: str | None
     attempts: int
     error_class: str | None = None
-    error: str | None = None  # the error's message (never contains a key)
+    #: The error's message, through the core redactor (never contains a key).
+    error: str | None = attrs.field(default=None, converter=_redacted)
     usage: Usage | None = None
     batch_size: int = 1
     time: float = 0.0
@@ -71,7 +77,7 @@ class RequestFinished:
 
 @attrs.frozen
 class BreakerChanged:
-    endpoint: str
+    endpoint: str = attrs.field(converter=redact)
     old_state: str
     new_state: str
     time: float

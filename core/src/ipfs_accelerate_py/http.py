@@ -10,25 +10,81 @@ from urllib.parse import urlsplit
 import attrs
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase, HTTPBasicAuth
+from requests.utils import get_auth_from_url
 from requests.utils import get_environ_proxies
 from urllib3.util.retry import Retry
 
 from .errors import ConnectionFailed, RequestTimeout
+from .redaction import MARK, redact
+
+#: Request headers that carry a credential in any protocol; each backend adds its own
+#: (:attr:`Backend.secret_headers`).  They are redacted wherever headers are shown, and
+#: blanked on the sent request once the answer arrives (responses and errors keep a
+#: reference to it).
+STANDARD_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie",
+                                     "x-api-key", "api-key", "x-amz-security-token"})
+
+
+def _headers_repr(headers: Mapping[str, str]) -> str:
+    return repr({k: (MARK if k.lower() in STANDARD_SECRET_HEADERS else v)
+                 for k, v in headers.items()})
+
+
+class KeyAuth(AuthBase):
+    """Applies a backend's credential when the transport prepares the request (the way
+    requests' and httpx's ``Auth`` objects do), so no printable object holds the key: this
+    object keeps the :class:`~ipfs_accelerate_py.keys.ApiKey` (which never prints itself)
+    and asks the backend for the headers at send time."""
+
+    __slots__ = ("_backend", "_key")
+
+    def __init__(self, backend: Any, key: Any) -> None:
+        self._backend = backend
+        self._key = key
+
+    @property
+    def secret_headers(self) -> frozenset[str]:
+        declared = getattr(self._backend, "secret_headers", frozenset())
+        return STANDARD_SECRET_HEADERS | {h.lower() for h in declared}
+
+    def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        for name, value in self._backend.auth_headers(self._key).items():
+            if name not in prepared.headers:  # a header the builder set explicitly wins
+                prepared.headers[name] = value
+        # Credentials in the URL (``https://user:pw@host``) win, as requests applies them
+        # when no other auth is given.
+        user, password = get_auth_from_url(prepared.url or "")
+        if user or password:
+            prepared = HTTPBasicAuth(user, password)(prepared)
+        return prepared
+
+    def __repr__(self) -> str:
+        key_id = getattr(self._key, "key_id", None)
+        return f"KeyAuth(backend={getattr(self._backend, 'name', '?')!r}, key_id={key_id!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a KeyAuth cannot be pickled")
 
 
 @attrs.define
 class HttpRequest:
-    """What a backend wants sent.  ``url`` is absolute (backends join their base URL)."""
+    """What a backend wants sent.  ``url`` is absolute (backends join their base URL).
+    The credential is not in ``headers``: ``auth`` applies it at send time."""
 
     method: str
-    url: str
-    headers: dict[str, str] = attrs.field(factory=dict)
+    url: str = attrs.field(repr=lambda u: repr(redact(u)))
+    headers: dict[str, str] = attrs.field(factory=dict, repr=_headers_repr)
     params: Mapping[str, Any] | None = None
     json: Any = None
     data: Any = None  # bytes, a file object or an iterator of bytes (raw body)
     stream: bool = False
     #: Override the backend's (connect, read) timeouts for this call.
     timeout: tuple[float, float] | None = None
+    #: Applies the credential when the request is prepared (see :class:`KeyAuth`).
+    auth: AuthBase | None = None
 
 
 class Transport:
@@ -71,36 +127,33 @@ class Transport:
             resp = self.session.request(
                 req.method, req.url, headers=req.headers, params=req.params, json=req.json,
                 data=req.data, stream=req.stream, timeout=req.timeout or timeout,
-                allow_redirects=False, proxies=self._proxies(req.url),
+                allow_redirects=False, proxies=self._proxies(req.url), auth=req.auth,
             )
         except requests.Timeout as exc:
+            _redact(exc.request, req.auth)  # the exception stays reachable as __context__
             raise RequestTimeout(f"timed out: {type(exc).__name__}", backend=backend,
                                  request_id=request_id) from None
         except requests.ConnectionError as exc:
+            _redact(exc.request, req.auth)
             raise ConnectionFailed(f"connection failed: {_short(exc)}", backend=backend,
                                    request_id=request_id) from None
-        _redact(resp)
+        _redact(resp.request, req.auth)
         return resp
 
     def close(self) -> None:
         self.session.close()
 
 
-#: Request headers that carry a credential.  Responses keep a reference to the request
-#: that produced them (``response.request``), and errors keep the response, so these are
-#: blanked as soon as the answer arrives: the response stays reachable, the key does not.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key",
-                            "x-goog-api-key", "x-amz-security-token", "cookie"})
-
-
-def _redact(resp: requests.Response) -> None:
-    prepared = getattr(resp, "request", None)
+def _redact(prepared: Any, auth: AuthBase | None) -> None:
+    """Blank the credential headers of a sent request: responses and exceptions keep a
+    reference to it, so the answer stays reachable and the key does not."""
     headers = getattr(prepared, "headers", None)
     if not headers:
         return
+    names = auth.secret_headers if isinstance(auth, KeyAuth) else STANDARD_SECRET_HEADERS
     for name in list(headers):
-        if name.lower() in SECRET_HEADERS:
-            headers[name] = "***"
+        if name.lower() in names:
+            headers[name] = MARK
 
 
 def _short(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ import attrs
 from .errors import AccelerateError
 from .journal import ResumableOutput, file_digest
 
-__all__ = ["JobError", "BatchLine", "BatchJob", "Redactor", "Progress", "ResumableOutput",
+__all__ = ["JobError", "BatchLine", "BatchJob", "redact_output", "Progress", "ResumableOutput",
            "read_batch_input", "result_record", "result_json", "error_json", "input_digest",
            "client_config_from_options", "backend_config_from_options", "MAX_DEPTH"]
 
@@ -43,23 +43,12 @@ class JobError(AccelerateError, ValueError):
     """A problem the user can fix (a path, a lock, a full disk): shown as one line."""
 
 
-class Redactor:
-    """Replaces every known secret in text we print or write (defence in depth: the core
-    never puts keys in messages, but a provider could echo one back)."""
+def redact_output(text: str) -> str:
+    """Result and output lines: the core redactor's known secrets only (every key loaded
+    registers itself), so a model's answer keeps every legitimate word."""
+    from .redaction import REDACTOR
 
-    def __init__(self) -> None:
-        self._secrets: list[str] = []
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            if s in text:
-                text = text.replace(s, "***")
-        return text
+    return REDACTOR.known(text)
 
 
 def input_digest(path: str | Path) -> str:
@@ -234,7 +223,7 @@ def error_json(exc: BaseException) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def result_record(rid: str, outcome: Any, redact: Callable[[str], str] = str) -> tuple[bool, str]:
+def result_record(rid: str, outcome: Any, redact: Callable[[str], str] = redact_output) -> tuple[bool, str]:
     """``(ok, line)`` for a request's outcome (a result, an exception, or a finished
     future): ``{"id", "ok": true, "result"}`` or ``{"id", "ok": false, "error"}``, redacted,
     without the newline.  An unserialisable result becomes a failed record, never a crash."""
@@ -381,7 +370,7 @@ class BatchJob:
     options: Any
     backends: Mapping[str, Any]
     make_client: Callable[[Sequence[str]], Any]
-    redact: Callable[[str], str] = str
+    redact: Callable[[str], str] = redact_output
     report: Callable[[str], None] = attrs.field(
         default=lambda msg: (sys.stderr.write(msg + "\n"), sys.stderr.flush()))
 

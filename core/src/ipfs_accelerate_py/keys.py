@@ -4,16 +4,49 @@
 marker, it refuses to be pickled, and the only way to the value is :meth:`Secret.reveal`,
 which backends call when they build the request headers.  :class:`ApiKey` pairs a secret
 with a short public id (``key_id``) that logs, stats and errors use instead.
+
+Every secret registers itself with the core redactor (:mod:`ipfs_accelerate_py.redaction`)
+when it is made, so any text a provider echoes it in is redacted wherever it is written.
+The public id is a *keyed* hash (HMAC-SHA-256 with the deployment's id secret, see
+:mod:`ipfs_accelerate_py.key_id_secret`): holding a candidate key is not enough to confirm
+it against a published id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import unicodedata
 from typing import Any
 
 import attrs
 
+from .key_id_secret import key_id_secret
+from .redaction import REDACTOR
+
 _REDACTED = "Secret('***')"
+
+
+def key_fingerprint(value: str) -> str:
+    """The public fingerprint of a key: 8 hex digits of HMAC-SHA-256 under the deployment's
+    id secret.  The simulator uses it too, so its per-key stats match the client's ids."""
+    return hmac.new(key_id_secret(), value.encode("utf-8"), hashlib.sha256).hexdigest()[:8]
+
+
+def clean_key(value: str, source: str = "key") -> str:
+    """``value`` without surrounding whitespace; a key with a control character inside is
+    refused naming ``source`` (the variable, file or field), never echoing the key."""
+    from .errors import ConfigError
+
+    if not isinstance(value, str):
+        raise ConfigError(source, f"an API key must be a str, got {type(value).__name__}")
+    value = value.strip()
+    for i, ch in enumerate(value):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or (ch.isspace() and ch != " "):
+            raise ConfigError(source, f"the API key contains a control character at position "
+                                      f"{i} ({unicodedata.name(ch, hex(ord(ch)))}); "
+                                      f"remove it (the key is not shown)")
+    return value
 
 
 class Secret:
@@ -21,11 +54,13 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str | Secret) -> None:
+    def __init__(self, value: str | Secret, source: str = "key") -> None:
         if isinstance(value, Secret):
             value = value.reveal()
         if not isinstance(value, str):
             raise TypeError("Secret value must be a str")
+        value = clean_key(value, source)
+        REDACTOR.add(value)
         object.__setattr__(self, "_value", value)
 
     def reveal(self) -> str:
@@ -33,8 +68,8 @@ class Secret:
         return self._value
 
     def fingerprint(self) -> str:
-        """A short, stable, non-reversible id (8 hex digits of SHA-256)."""
-        return hashlib.sha256(self._value.encode("utf-8")).hexdigest()[:8]
+        """A short, stable, non-reversible id (8 hex digits of a keyed HMAC-SHA-256)."""
+        return key_fingerprint(self._value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Secret is immutable")
@@ -101,7 +136,9 @@ class ApiKey:
 
     ``secret`` may be ``None`` for services that need no key (a local server); such a key
     still gets its own concurrency and rate limits.  ``name`` is the public id shown in
-    stats; when omitted it is ``key-`` plus the secret's fingerprint.
+    stats, limiter scopes and Redis names; when omitted it is ``key-`` plus the secret's
+    keyed fingerprint, so the same key gets the same id from every source and process of
+    one deployment.
     """
 
     secret: Secret | None = attrs.field(converter=_to_secret, default=None)

@@ -62,6 +62,8 @@ class LingoBackend(Backend):
     request_id_header = "Lingo-Request-Id"
     response_id_header = "lingo-request-id"
     server_class = LingoServer
+    #: The header carrying the key: blanked after sending, redacted wherever shown.
+    secret_headers = frozenset({"x-lingo-key"})
 
     # -- authentication: Lingo does not use bearer tokens ------------------------------
     def auth_headers(self, key: ApiKey | None) -> dict[str, str]:

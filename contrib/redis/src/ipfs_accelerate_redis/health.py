@@ -10,7 +10,8 @@ import threading
 import time
 import warnings
 from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
+
+from ipfs_accelerate_py.redaction import redact_url as core_redact_url
 
 log = logging.getLogger("ipfs_accelerate.redis")
 
@@ -20,19 +21,8 @@ class RedisStateWarning(UserWarning):
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL without user info, password or query (the core's one URL redactor)."""
+    return core_redact_url(url)
 
 
 class Health:

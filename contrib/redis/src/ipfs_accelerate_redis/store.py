@@ -15,6 +15,7 @@ from redis.retry import Retry
 from ipfs_accelerate_py.breaker import TransitionCallback
 from ipfs_accelerate_py.config import BreakerPolicy
 from ipfs_accelerate_py.errors import AccelerateError, ConfigError
+from ipfs_accelerate_py.redaction import redact
 from ipfs_accelerate_py.state import StateStore
 
 from . import lua
@@ -219,7 +220,9 @@ class RedisStateStore(StateStore):
         return self.local_share if self.local_share is not None else 1.0 / self.peers
 
     def _k(self, kind: str, name: str) -> str:
-        return f"{self.namespace}:{kind}:{name}"
+        # Names are public ids (``key-1a2b3c4d``, ``openai@https://host/v1``); the redactor
+        # is a last guard so no credential ever becomes part of a Redis key name.
+        return f"{self.namespace}:{kind}:{redact(name)}"
 
     @property
     def degraded(self) -> bool:

@@ -9,7 +9,7 @@ import sys
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
-from ..jobs import JobError, Redactor
+from ..jobs import JobError, redact_output
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -18,13 +18,15 @@ class CliError(JobError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-#: Every key the command line loaded; scrubbed from all it prints or writes.
-REDACT = Redactor()
+#: Results and output lines pass the core redactor's known secrets (every key loaded).
+REDACT = redact_output
 
 
 def err(msg: str) -> None:
-    """One line on stderr, secrets redacted."""
-    sys.stderr.write(REDACT(msg) + "\n")
+    """One line on stderr through the core redactor (known secrets and key shapes)."""
+    from ..redaction import redact
+
+    sys.stderr.write(redact(msg) + "\n")
     sys.stderr.flush()
 
 

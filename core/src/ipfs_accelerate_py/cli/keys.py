@@ -1,16 +1,15 @@
 """Where the command line finds keys: ``--keys-file`` or the backend's environment
-variables.  Every key found is added to the redactor."""
+variables, through the core's one key source."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .common import REDACT, CliError
+from .common import CliError
 
 
 def read_keys_file(path: str) -> dict[str, list[str]] | list[str]:
@@ -46,47 +45,23 @@ def read_keys_file(path: str) -> dict[str, list[str]] | list[str]:
 
 
 def env_keys(cls: Any, environ: Mapping[str, str] | None = None) -> list[Any]:
-    """Keys for a backend class from its environment variables, numbered variants included
-    (``OPENAI_API_KEY``, ``OPENAI_API_KEY_1``, ...).  Backends with their own credential
-    rules (an S3 key pair) are read with their ``keys_from``."""
-    from ..backend import Backend
-    from ..keys import ApiKey
-
-    environ = os.environ if environ is None else environ
-    if getattr(cls.keys_from, "__func__", None) is not Backend.keys_from.__func__:
-        return list(cls.keys_from(environ=environ))
-    found: list[Any] = []
-    seen: set[str] = set()
-    for base in cls.env_keys:
-        pattern = re.compile(re.escape(base) + r"(?:_(\d+))?$")
-        names = sorted((n for n in environ if pattern.match(n)),
-                       key=lambda n: int(pattern.match(n).group(1) or 0))  # type: ignore[union-attr]
-        for name in names:
-            secret = environ[name]
-            if secret and secret not in seen:
-                seen.add(secret)
-                found.append(ApiKey(secret=secret, name=name.lower()))
-    return found
+    """Keys for a backend class from the environment: the core's one key source
+    (:meth:`Backend.keys_from`, numbered variants included), as the library reads them."""
+    return list(cls.keys_from(environ=os.environ if environ is None else environ))
 
 
 def keys_for(backend: str, cls: Any, keys_file: Any) -> list[Any]:
-    """The keys of one backend (from the keys file when it names any, else the
-    environment), each added to the redactor."""
-    from ..keys import ApiKey
+    """The keys of one backend: from the keys file when it names any, else the
+    environment.  Every key registers itself with the core redactor as it is made."""
+    from ..key_source import keys_from_values
 
-    keys: list[Any] = []
     if keys_file is not None:
         raw = keys_file if isinstance(keys_file, list) else keys_file.get(backend, [])
-        for i, item in enumerate(raw, 1):
-            name, sep, secret = item.partition("\x00")
-            if not sep:
-                name, secret = f"{backend}-key-{i}", item
-            keys.append(ApiKey(secret=secret, name=name))
-    if not keys:
-        keys = env_keys(cls)
-    for k in keys:
-        REDACT.add(k.reveal())
-    return keys
+        items = [tuple(item.split("\x00", 1)) if "\x00" in item else item for item in raw]
+        keys = keys_from_values(items, "--keys-file")
+        if keys:
+            return keys
+    return env_keys(cls)
 
 
 def backend_config(name: str, cls: Any, args: argparse.Namespace, keys_file: Any,

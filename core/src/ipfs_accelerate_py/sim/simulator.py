@@ -14,7 +14,6 @@ headers, latency, injected errors and outage windows, and it counts what it did.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import json
 import random
@@ -23,10 +22,11 @@ import time
 import warnings
 from typing import Any, Mapping
 
+from ..keys import key_fingerprint
 from ..server import ProtocolServer, ServerRequest, ServerResponse
+from ..wire.ratelimit import RateLimitInfo
 from .config import SimConfig
 from .httpd import start_server
-from ..wire.ratelimit import RateLimitInfo
 from .limits import KeyQuota
 
 MAX_OUTAGE_TIMES = 100_000
@@ -39,7 +39,7 @@ def key_label(key: str | None) -> str:
     ``key-<fingerprint>`` id an unnamed :class:`~ipfs_accelerate_py.keys.ApiKey` gets."""
     if not key:
         return "anonymous"
-    return "key-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+    return "key-" + key_fingerprint(key)
 
 
 def _models_kwarg(cls: type, extra: tuple[str, ...]) -> dict[str, Any]:

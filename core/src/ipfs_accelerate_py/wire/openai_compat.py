@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import math
-import re
 import struct
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ from ..errors import (
     error_for_status,
 )
 from ..results import IncompleteStream, Result, StreamChunk, ToolCall, ToolCallDelta, Usage
+from ..redaction import redact as core_redact
 from .counts import check_count, order_by_index
 from .ratelimit import RateLimitInfo, format_duration
 from .sse import SSEEvent, format_sse, iter_sse
@@ -85,15 +85,9 @@ TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "timeout_error": RequestTimeout,
 }
 
-# Providers echo a masked fragment of a wrong key ("Incorrect API key provided: sk-ab***yz");
-# even a fragment must not reach our messages or logs.
-_KEY_ECHO = re.compile(r"(?i)(api key provided:?\s*)\S+")
-_KEY_LIKE = re.compile(r"\b(?:sk|gsk|pk|rk|key)[-_][A-Za-z0-9*._\-]{6,}")
-
-
 def redact(message: str) -> str:
-    """Remove anything that looks like (a fragment of) an API key from a message."""
-    return _KEY_LIKE.sub("[redacted]", _KEY_ECHO.sub(r"\1[redacted]", message))
+    """The core redactor (kept here for the parsers that import it by this name)."""
+    return core_redact(message)
 
 
 @attrs.frozen

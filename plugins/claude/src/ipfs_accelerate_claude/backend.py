@@ -49,6 +49,7 @@ class ClaudeBackend(Backend):
     streaming_operations = frozenset({"messages", "chat"})
     key_required = True
     env_keys = ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
+    secret_headers = frozenset({"x-api-key"})
     metadata_keys = ("claude_api_key", "anthropic_api_key", "api_key")
     env_base_url = ("ANTHROPIC_BASE_URL",)
     metadata_base_url = ("anthropic_base_url", "claude_base_url")

@@ -56,6 +56,7 @@ class GeminiBackend(Backend):
     streaming_operations = frozenset({"generate", "chat"})
     key_required = True
     env_keys = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    secret_headers = frozenset({"x-goog-api-key"})
     metadata_keys = ("gemini_api_key", "google_api_key")
     request_id_header = None  # Gemini accepts no client request id
     response_id_header = None
