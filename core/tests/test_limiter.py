@@ -127,7 +127,8 @@ def test_unlimited_until_learned():
     assert k.headroom(0.0) == 1.0
     snap = k.snapshot(0.0)
     assert snap == {"requests_per_minute": None, "tokens_per_minute": None, "request_level": None,
-                    "token_level": None, "cooldown": 0.0, "learned": False}
+                    "token_level": None, "cooldown": 0.0, "cooldown_source": None,
+                    "learned": False, "requests": None, "tokens": None}
 
 
 def test_default_burst_is_one_second_worth():
@@ -185,17 +186,19 @@ def test_reconcile_and_release_unsent():
 
 def test_observe_learns_limits_and_remaining():
     k = KeyLimiter(0.0)
-    k.observe(Info(limit_requests=120, remaining_requests=10, reset_requests=5.0,
-                   limit_tokens=60_000, remaining_tokens=30_000, reset_tokens=2.0), 0.0)
+    # exact buckets: 110 requests short of 120 at 2/s is 55 s to full; 30 000 tokens at
+    # 1000/s is 30 s: both agree with the per-minute limits
+    k.observe(Info(limit_requests=120, remaining_requests=10, reset_requests=55.0,
+                   limit_tokens=60_000, remaining_tokens=30_000, reset_tokens=30.0), 0.0)
     snap = k.snapshot(0.0)
     assert snap["learned"] is True
     assert snap["requests_per_minute"] == pytest.approx(120)
     assert snap["tokens_per_minute"] == pytest.approx(60_000)
-    assert snap["request_level"] == pytest.approx(10)
+    assert snap["request_level"] == pytest.approx(10)  # a new bucket starts at remaining
     assert snap["token_level"] == pytest.approx(30_000)
     assert snap["cooldown"] == 0.0
-    # capacity: the most `remaining` ever reported, plus the request just spent
-    assert k.snapshot(1000.0)["request_level"] == pytest.approx(11)
+    assert snap["requests"]["rate_source"] == "headers: limit per window"
+    assert snap["requests"]["capacity"] == 120
     k.observe(Info(limit_requests=120, remaining_requests=119), 1000.0)
     assert k.snapshot(2000.0)["request_level"] == pytest.approx(120)  # never above the limit
 
@@ -211,17 +214,18 @@ def test_observe_remaining_zero_cools_down_until_reset():
     # no limit said: the window is taken to come back whole at the reset
     k.observe(Info(remaining_requests=0, reset_requests=7.5), 1.0)
     assert k.requests_per_minute == 600  # configured wins
-    assert k.wait_time(0, 1.0) == pytest.approx(7.5)
+    assert k.wait_time(0, 1.0) == pytest.approx(7.5, abs=0.01)
     assert k.headroom(1.0) == 0.0
     assert not k.acquire(0, 8.0)
     assert k.acquire(0, 8.5)
     k.observe(Info(remaining_tokens=0, reset_tokens=3.0), 10.0)
-    assert k.wait_time(0, 10.0) == pytest.approx(3.0)
+    assert k.snapshot(10.0)["cooldown"] == pytest.approx(3.0)
+    assert k.snapshot(10.0)["cooldown_source"] == "headers: tokens remaining 0"
 
 
 def test_remaining_zero_on_a_refilling_quota_waits_one_step_not_the_whole_reset():
     k = KeyLimiter(0.0)
-    k.observe(Info(limit_requests=60, remaining_requests=0, reset_requests=30.0), 0.0)
+    k.observe(Info(limit_requests=60, remaining_requests=0, reset_requests=60.0), 0.0)
     assert k.wait_time(0, 0.0) == pytest.approx(1.0)  # 60/min refills one per second
 
 
@@ -238,7 +242,7 @@ def test_observe_only_lowers_level():
     k.observe(Info(remaining_requests=1000), 0.0)
     assert k.snapshot(0.0)["request_level"] == 10
     k.observe(Info(remaining_requests=3), 0.0)
-    assert k.snapshot(0.0)["request_level"] == 3
+    assert k.snapshot(0.0)["request_level"] == 4  # remaining is rounded down: < 4 proven
 
 
 def test_learned_burst_uses_configured_burst():
@@ -252,7 +256,7 @@ def test_relearning_new_limit_reconfigures():
     k.observe(Info(limit_requests=60, remaining_requests=60), 0.0)
     k.observe(Info(limit_requests=120, remaining_requests=5), 1.0)
     assert k.requests_per_minute == pytest.approx(120)
-    assert k.snapshot(1.0)["request_level"] == pytest.approx(5)
+    assert k.snapshot(1.0)["request_level"] == pytest.approx(6)
 
 
 def test_observe_429_with_retry_after():
@@ -309,7 +313,7 @@ def test_accepts_real_rate_limit_info():
 
     k = KeyLimiter(0.0)
     k.observe(ratelimit.RateLimitInfo(limit_requests=60, remaining_requests=0,
-                                      reset_requests=2.0), 0.0)
+                                      reset_requests=60.0), 0.0)
     assert k.wait_time(0, 0.0) == pytest.approx(1.0)  # one refill step, sooner than the reset
 
 

@@ -769,8 +769,8 @@ class Client:
         job = jobs[0]
         with self._lock:
             now = time.monotonic()
-            if hints:
-                key.limiter.observe(hints[0], now)
+            if hints:  # rate-limit (issue 12): remaining was counted when the request was sent
+                key.limiter.observe(hints[0], now, sent_at=job.acquired_at)
             bs.breaker.record_success(now, epoch)
             key.limiter.observe_success(now)
         stream = ResultStream(first, chunks, request_id=request.request_id, backend=bs.name,
@@ -796,8 +796,8 @@ class Client:
             key.in_flight -= 1
             self._in_flight -= 1
             now = time.monotonic()
-            if info is not None:
-                key.limiter.observe(info, now)
+            if info is not None:  # rate-limit (issue 12): sent_at
+                key.limiter.observe(info, now, sent_at=acquired_at)
             if success is not None:
                 bs.breaker.record_success(now, success)
                 key.limiter.observe_success(now)
@@ -819,8 +819,8 @@ class Client:
         with self._cond:
             key.in_flight -= 1
             self._in_flight -= 1
-            if info is not None:
-                key.limiter.observe(info, now)
+            if info is not None:  # rate-limit (issue 12): sent_at
+                key.limiter.observe(info, now, sent_at=jobs[0].acquired_at)
             if cls in BREAKER_FAILURES:
                 bs.breaker.record_failure(now, epoch)
             else:

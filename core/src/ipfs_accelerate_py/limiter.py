@@ -12,6 +12,7 @@ elapsed.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 from .errors import ConfigError
@@ -123,8 +124,246 @@ class TokenBucket:
         return f"TokenBucket(rate={self.rate}, capacity={self.capacity}, level={self._level})"
 
 
+# -- learning one dimension (requests or tokens) from headers ----------------------------
+
+#: Samples of (remaining, reset) kept to bound the refill rate.
+_MAX_SAMPLES = 32
+#: Acquisitions remembered to account for the requests sent after a response's own.
+_MAX_HISTORY = 4096
+
+
+class _Evidence:
+    """What a server's headers proved about one quota (requests or tokens).
+
+    The model (every provider documents its reset this way): an exact token bucket of
+    capacity ``C`` refilling at ``rate``; a response says ``remaining`` = floor(level) and
+    ``reset`` = the time until the bucket is full again, ``(C - level) / rate``.  So each
+    response with a reset bounds the rate: with ``d = C - remaining``, the true level lies
+    in [remaining, remaining + 1), and ``rate`` in ``[(d - 1) / (reset + res), d / (reset -
+    res)]`` where ``res`` is the reset's resolution (1 ms for durations, 1 s for RFC 3339
+    instants).  The bounds of many responses intersect; the upper one (never below the
+    truth) is the learned rate.
+
+    ``C`` is either ``limit`` (OpenAI: the bucket holds a minute's quota) or, for
+    requests, ``peak remaining + 1`` (a server that states a per-minute, per-second or
+    daily ``limit`` but enforces a small burst shows the burst by never reporting more).
+    In that order: ``limit`` with the stated window's rate (``limit / window``, per minute
+    unless the protocol says otherwise) when every response agrees with it; else ``limit``
+    or the burst, whichever the responses agree with; else the stated rate as a prior.
+    Evidence that no shape explains (a changed quota) is dropped, oldest first.
+    """
+
+    __slots__ = ("limit", "window", "peak", "samples", "learn_burst", "rate", "capacity",
+                 "source")
+
+    def __init__(self, learn_burst: bool) -> None:
+        self.limit: float | None = None
+        self.window = 60.0
+        self.peak = -1.0
+        self.samples: list[tuple[float, float, float]] = []  # (remaining, reset, resolution)
+        self.learn_burst = learn_burst
+        self.rate: float | None = None
+        self.capacity: float | None = None
+        self.source: str | None = None
+
+    def add(self, limit: float | None, remaining: float | None, reset: float | None,
+            window: float | None, resolution: float) -> None:
+        if limit is not None and limit > 0 and not math.isinf(limit):
+            if self.limit is not None and limit != self.limit:
+                self.samples.clear()  # the quota changed: old evidence is void
+                self.peak = -1.0
+            self.limit = float(limit)
+        if window and window > 0:
+            self.window = float(window)
+        if remaining is not None and remaining >= 0:
+            if remaining > self.peak:
+                self.peak = float(remaining)
+            if reset is not None and reset >= 0:
+                self.samples.append((float(remaining), float(reset), resolution))
+                del self.samples[:-_MAX_SAMPLES]
+        self._solve()
+
+    def _bounds(self, cap: float) -> tuple[float, float] | None:
+        lo, hi = 0.0, math.inf
+        for remaining, reset, res in self.samples:
+            d = cap - remaining
+            if d <= 0:
+                if d < 0:
+                    return None  # more left than this capacity holds
+                continue  # a full bucket says nothing about the rate
+            lo = max(lo, max(0.0, d - 1.0) / (reset + res))
+            hi = min(hi, d / (reset - res) if reset > res else math.inf)
+            if lo > hi * (1 + 1e-9):
+                return None
+        return lo, hi
+
+    def _solve(self) -> None:
+        while True:
+            found = self._fit()
+            if found is not None or len(self.samples) <= 1:
+                break
+            del self.samples[0]  # contradicted by what came after
+        if found is None:
+            found = self._fallback()
+        self.rate, self.capacity, self.source = found if found else (None, None, None)
+
+    def _fit(self) -> tuple[float, float, str] | None:
+        if not self.samples:
+            return self._fallback()
+        burst = self.peak + 1.0 if self.learn_burst and self.peak >= 0 else None
+        limit = self.limit
+        if limit is not None and burst is not None and burst >= limit:
+            burst = None
+        if limit is not None:
+            b = self._bounds(limit)
+            prior = limit / self.window
+            if b is not None and b[0] <= prior * (1 + 1e-9) and prior <= b[1] * (1 + 1e-9):
+                return prior, limit, "headers: limit per window"
+            if b is not None and not math.isinf(b[1]) and self.samples:
+                return b[1], limit, "headers: reset"
+        if burst is not None and self.samples:
+            b = self._bounds(burst)
+            if b is not None and not math.isinf(b[1]):
+                return b[1], burst, "headers: reset"
+        return None
+
+    def _fallback(self) -> tuple[float, float, str] | None:
+        if self.limit is None:
+            return None
+        cap = self.limit
+        if self.learn_burst and self.peak >= 0:
+            cap = max(1.0, min(cap, self.peak + 1.0))
+        lo = 0.0
+        b = self._bounds(cap)
+        if b is not None:
+            lo = b[0]
+        return max(self.limit / self.window, lo), cap, "headers: limit per window"
+
+
+class _Dimension:
+    """One quota dimension of a key: a configured bucket, a learned one, or both (all
+    enforced), the evidence, and the history of what was taken when."""
+
+    __slots__ = ("name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+                 "evidence", "history", "taken", "rate_source", "cap_source")
+
+    def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
+                 cap_source: str, now: float, burst: float | None = None) -> None:
+        self.name = name
+        self.burst = burst  # a configured burst also bounds a learned bucket
+        self.cfg_rate = cfg_rate
+        self.cfg_cap = cfg_cap
+        self.cfg_cap_source = cap_source
+        self.configured = (None if cfg_rate is None else TokenBucket(cfg_rate, cfg_cap, now))
+        self.learned: TokenBucket | None = None
+        self.evidence = _Evidence(learn_burst=name == "requests")
+        self.history: deque[tuple[float, float]] = deque(maxlen=_MAX_HISTORY)
+        self.taken = 0.0  # cumulative units taken (estimates, for tokens)
+        self.rate_source = None if cfg_rate is None else "configured"
+        self.cap_source = None if cfg_rate is None else cap_source
+
+    def buckets(self) -> list[TokenBucket]:
+        return [b for b in (self.configured, self.learned) if b is not None]
+
+    def wait_time(self, cost: float, now: float) -> float:
+        return max((b.wait_time(cost, now) for b in self.buckets()), default=0.0)
+
+    def take(self, cost: float, now: float) -> None:
+        for b in self.buckets():
+            b.take(cost, now)
+        if cost > 0:
+            self.taken += cost
+            self.history.append((now, self.taken))
+
+    def refund(self, amount: float, now: float, since: float | None) -> None:
+        for b in self.buckets():
+            b.refund(_decayed(b, amount, now, since), now)
+
+    def taken_since(self, t: float) -> float | None:
+        """Units taken strictly after ``t``; None when history no longer reaches back."""
+        before = 0.0
+        found = False
+        for stamp, total in reversed(self.history):
+            if stamp <= t:
+                before, found = total, True
+                break
+        if not found:
+            if len(self.history) == self.history.maxlen:
+                return None
+            before = 0.0
+        return max(0.0, self.taken - before)
+
+    def rate(self) -> float | None:
+        """The binding refill rate (units/s): the smaller of configured and learned."""
+        rates = [b.rate for b in self.buckets()]
+        return min(rates) if rates else None
+
+    def observe(self, limit: float | None, remaining: float | None, reset: float | None,
+                window: float | None, resolution: float, sent_at: float, now: float) -> None:
+        ev = self.evidence
+        ev.add(limit, remaining, reset, window, resolution)
+        rate, cap, source = ev.rate, ev.capacity, ev.source
+        if rate is not None and cap is not None and self.burst is not None:
+            cap = min(cap, self.burst)
+        if rate is not None and cap is not None:
+            if self.learned is None:
+                start = None if remaining is None else max(0.0, remaining)
+                self.learned = TokenBucket(rate, cap, now, start)
+            elif (rate, cap) != (self.learned.rate, self.learned.capacity):
+                self.learned.reconfigure(rate, cap, now)
+        if self.configured is not None:
+            # The burst the server tolerates wins over a larger configured one.
+            if ev.learn_burst and ev.peak >= 0 and cap is not None and cap < self.cfg_cap:
+                if self.configured.capacity != cap:
+                    self.configured.reconfigure(self.configured.rate, cap, now)
+                    self.cap_source = "headers"
+            self.rate_source = "configured"
+        else:
+            self.rate_source = source
+            self.cap_source = None if self.learned is None else "headers"
+        if remaining is None:
+            return
+        since = self.taken_since(sent_at)
+        if since is None:
+            return
+        # ``remaining`` was counted when the server handled the request, somewhere in
+        # [sent_at, now], rounded down: the server held less than remaining + 1 then, has
+        # refilled at most rate * (now - sent_at) since, and lost what was sent after.
+        refill = (self.learned or self.configured).rate if self.buckets() else 0.0
+        upper = remaining + 1.0 + refill * max(0.0, now - sent_at) - since
+        lower = remaining - since
+        for b in self.buckets():
+            if b.level(now) > upper:
+                b.set_level(max(0.0, upper) if upper < b.capacity else b.capacity, now)
+        if self.learned is not None and self.learned.level(now) < lower:
+            # The server holds more than we thought (it refilled, or idled to full):
+            # never stall on our own under-estimate.
+            self.learned.set_level(lower, now)
+
+    def describe(self, now: float) -> dict[str, Any] | None:
+        if not self.buckets():
+            ev = self.evidence
+            if ev.limit is None and ev.peak < 0:
+                return None
+        rate = self.rate()
+        caps = [b.capacity for b in self.buckets()]
+        cap = min(caps) if caps else None
+        levels = [b.level(now) for b in self.buckets()]
+        return {
+            "rate_per_second": rate,
+            "per_minute": None if rate is None else rate * 60.0,
+            "capacity": cap,
+            "window": None if rate is None or cap is None else cap / rate,
+            "level": min(levels) if levels else None,
+            "rate_source": self.rate_source,
+            "capacity_source": self.cap_source,
+            "stated_limit": self.evidence.limit,
+            "stated_window": self.evidence.window if self.evidence.limit is not None else None,
+        }
+
+
 class KeyLimiter:
-    """Per-key admission: a request bucket (requests/min) and a token bucket (tokens/min).
+    """Per-key admission: a request dimension (requests/s) and a token dimension (tokens/s).
 
     Unknown limits mean unlimited until learned.  Learns from response headers
     (:meth:`observe`) and from 429s (:meth:`observe_429`) so keys are used up to their
@@ -133,18 +372,19 @@ class KeyLimiter:
     Bucket shapes (a deliberate choice):
 
     * configured requests/min ``R``: rate ``R/60`` per second, capacity ``burst`` or, by
-      default, ``max(1, R/60)`` -- one second's worth.  Requests are paced evenly instead
-      of a minute's quota being fired in one burst that trips the provider's own
-      short-window enforcement; in any window of ``T`` seconds at most
+      default, ``max(1, R/60)`` -- one second's worth -- lowered to the burst the server
+      shows it tolerates (see :class:`_Evidence`).  In any window of ``T`` seconds at most
       ``capacity + R*T/60`` requests are admitted.
     * configured tokens/min ``M``: rate ``M/60``, capacity ``M`` (one minute's worth),
       since one request may legitimately cost a large share of the minute's tokens.
-    * learned from headers (no configured value): rate ``limit/window``; capacity
-      ``limit`` for tokens, and for requests the configured ``burst`` or else the most
-      ``remaining`` ever reported plus one (a server enforcing a minute's quota in short
-      bursts shows it by never reporting more).  Configured values always win; headers
-      still lower the current level (``remaining``) and start cooldowns (until the reset,
-      or one refill step when that is sooner).
+    * learned from headers: a second bucket per dimension with the rate and capacity the
+      evidence proves (:class:`_Evidence`); configured and learned buckets are both
+      enforced, so a configured per-minute rate and a server's daily quota both hold.
+    * ``remaining`` corrects the level only by what it proves once the latency since the
+      request was sent (``sent_at``) and the rounding are accounted for: down to at most
+      ``remaining + 1 + refill since sent - taken since sent``, and (learned bucket) up to
+      ``remaining - taken since sent`` -- a server reporting more than we thought is
+      believed at once, so an under-estimated rate never stalls the key.
     """
 
     def __init__(self, now: float, requests_per_minute: float | None = None,
@@ -156,24 +396,17 @@ class KeyLimiter:
         self._cfg_rpm = requests_per_minute
         self._cfg_tpm = tokens_per_minute
         self._burst = burst
-        self._requests: TokenBucket | None = None
-        self._tokens: TokenBucket | None = None
-        self._rpm: float | None = None
-        self._tpm: float | None = None
-        if requests_per_minute is not None:
-            cap = burst if burst is not None else max(1.0, requests_per_minute / 60.0)
-            self._requests = TokenBucket(requests_per_minute / 60.0, cap, now)
-            self._rpm = float(requests_per_minute)
-        if tokens_per_minute is not None:
-            self._tokens = TokenBucket(tokens_per_minute / 60.0, tokens_per_minute, now)
-            self._tpm = float(tokens_per_minute)
+        r_rate = None if requests_per_minute is None else requests_per_minute / 60.0
+        r_cap = None if r_rate is None else (burst if burst is not None else max(1.0, r_rate))
+        self._req = _Dimension("requests", r_rate, r_cap,
+                               "configured" if burst is not None else "default: 1 s of rate", now, burst)
+        t_rate = None if tokens_per_minute is None else tokens_per_minute / 60.0
+        self._tok = _Dimension("tokens", t_rate, tokens_per_minute,
+                               "default: 1 min of rate", now)
         self._cooldown_until = -math.inf
+        self._cooldown_source: str | None = None
         self._consecutive_429 = 0
-        self._learned = False
-        # The most requests a response ever said were left: a server's bucket holds at
-        # least that plus the one just spent, and a per-minute limit of 600 enforced as
-        # 10/s with a burst of 3 never reports more than 2.
-        self._peak_remaining = -1.0
+        self._tokens_exhausted = False
 
     # -- admission --------------------------------------------------------------------
 
@@ -186,33 +419,28 @@ class KeyLimiter:
             wait = self._cooldown_until - now
             while now + wait < self._cooldown_until:  # float rounding: never wake early
                 wait = math.nextafter(wait, math.inf)
-        if self._requests is not None:
-            wait = max(wait, self._requests.wait_time(1.0, now))
-        if self._tokens is not None:
-            wait = max(wait, self._tokens.wait_time(max(0.0, tokens), now))
-        return wait
+        wait = max(wait, self._req.wait_time(1.0, now))
+        return max(wait, self._tok.wait_time(max(0.0, tokens), now))
 
     def acquire(self, tokens: float, now: float) -> bool:
         """Take one request and ``tokens`` if :meth:`wait_time` is 0; else take nothing."""
         if self.wait_time(tokens, now) > 0.0:
             return False
-        if self._requests is not None:
-            self._requests.take(1.0, now)
-        if self._tokens is not None and tokens > 0:
-            self._tokens.take(tokens, now)
+        self._req.take(1.0, now)
+        if tokens > 0:
+            self._tok.take(tokens, now)
         return True
 
     def reconcile(self, estimated: float, actual: float, now: float, *,
                   acquired_at: float | None = None) -> None:
-        """Fix the token bucket once the true usage is known: refund an over-estimate,
+        """Fix the token buckets once the true usage is known: refund an over-estimate,
         or book the shortfall as debt.  See :meth:`release_unsent` for ``acquired_at``."""
-        if self._tokens is None:
-            return
         delta = estimated - actual
         if delta > 0:
-            self._tokens.refund(_decayed(self._tokens, delta, now, acquired_at), now)
+            self._tok.refund(delta, now, acquired_at)
+            self._tok.taken -= delta
         elif delta < 0:
-            self._tokens.take(-delta, now)
+            self._tok.take(-delta, now)
 
     def release_unsent(self, tokens: float, now: float, *,
                        acquired_at: float | None = None) -> None:
@@ -227,75 +455,70 @@ class KeyLimiter:
         that much extra through in the window -- harmless when the release follows the
         acquire within milliseconds, as it does in the pipeline.
         """
-        if self._requests is not None:
-            self._requests.refund(_decayed(self._requests, 1.0, now, acquired_at), now)
-        if self._tokens is not None and tokens > 0:
-            self._tokens.refund(_decayed(self._tokens, tokens, now, acquired_at), now)
+        self._req.refund(1.0, now, acquired_at)
+        self._req.taken -= 1.0
+        if tokens > 0:
+            self._tok.refund(tokens, now, acquired_at)
+            self._tok.taken -= tokens
 
     # -- learning ---------------------------------------------------------------------
 
-    def observe(self, info: Any, now: float) -> None:
+    def observe(self, info: Any, now: float, *, sent_at: float | None = None) -> None:
         """Learn from a response's rate-limit headers (a ``RateLimitInfo``).
 
-        Limits configured at construction win over learned ones.  The current level
-        becomes ``min(own level, remaining)``; a ``remaining`` of 0 cools the key down
-        until the window resets (``now + reset``).  ``retry_after`` is not read here:
-        a 429 goes through :meth:`observe_429`.
+        ``sent_at`` (when the request was admitted, as passed to :meth:`acquire`) lets
+        ``remaining`` be read as what it is: a count made one latency ago; without it
+        the response is taken as counted ``now``.  A ``remaining`` of 0 cools the key
+        down until the next unit refills (or the reset, when sooner or no rate is
+        known).  ``retry_after`` is not read here: a 429 goes through :meth:`observe_429`.
         """
-        burst = self._burst
-        remaining = info.remaining_requests
-        if remaining is not None and remaining > self._peak_remaining:
-            self._peak_remaining = float(remaining)
-        if burst is None and self._peak_remaining >= 0:
-            burst = self._peak_remaining + 1.0
-        self._requests, self._rpm = self._learn(
-            self._requests, self._rpm, self._cfg_rpm is not None, burst,
-            info.limit_requests, info.remaining_requests, info.reset_requests,
-            info.request_window, now)
-        self._tokens, self._tpm = self._learn(
-            self._tokens, self._tpm, self._cfg_tpm is not None, None,
-            info.limit_tokens, info.remaining_tokens, info.reset_tokens,
-            info.token_window, now)
-
-    def _learn(self, bucket: TokenBucket | None, per_minute: float | None, configured: bool,
-               burst: float | None, limit: float | None, remaining: float | None,
-               reset: float | None, window: float | None, now: float
-               ) -> tuple[TokenBucket | None, float | None]:
-        window = window if window and window > 0 else 60.0
-        if not configured and limit is not None and limit > 0 and not math.isinf(limit):
-            rate = limit / window
-            capacity = min(burst, float(limit)) if burst is not None else float(limit)
-            if bucket is None:
-                start = None if remaining is None else max(0.0, remaining)
-                bucket = TokenBucket(rate, capacity, now, start)
-            else:
-                bucket.reconfigure(rate, capacity, now)
-            per_minute = rate * 60.0
-            self._learned = True
-        if bucket is not None and remaining is not None:
-            current = bucket.level(now)
-            if remaining < current:
-                bucket.set_level(max(0.0, remaining), now)
-        if remaining is not None and remaining <= 0 and reset is not None and reset > 0:
-            # ``reset`` is when the window is whole again; on a continuously refilling
-            # quota (OpenAI, Groq) the next request fits after one refill step.
-            step = window / limit if limit else reset
-            self._cooldown_until = max(self._cooldown_until, now + min(reset, step))
-        return bucket, per_minute
+        sent = now if sent_at is None or sent_at > now else sent_at
+        res = getattr(info, "reset_resolution", 0.001)
+        for dim, limit, remaining, reset, window in (
+                (self._req, info.limit_requests, info.remaining_requests, info.reset_requests,
+                 info.request_window),
+                (self._tok, info.limit_tokens, info.remaining_tokens, info.reset_tokens,
+                 info.token_window)):
+            dim.observe(limit, remaining, reset, window, res, sent, now)
+            if remaining is not None and remaining <= 0 and reset is not None and reset > 0:
+                rate = dim.rate()
+                step = reset if rate is None else min(reset, 1.0 / rate)
+                if now + step > self._cooldown_until:
+                    self._cooldown_until = now + step
+                    self._cooldown_source = f"headers: {dim.name} remaining 0"
+        self._tokens_exhausted = info.remaining_tokens is not None and info.remaining_tokens <= 0
 
     def observe_429(self, retry_after: float | None, now: float) -> None:
-        """The provider said no: empty the request bucket and cool down until
-        ``now + retry_after``, or without a hint for an adaptive 1 s, 2 s, 4 s ... (capped
-        at 60 s) that grows with consecutive 429s until :meth:`observe_success`."""
+        """The provider said no: empty the request buckets and cool down.
+
+        With a ``retry_after`` the cooldown is that long -- but a whole-second one
+        (Anthropic's, or any rounded up) only proves the wait is over ``retry_after - 1``:
+        when the server's own headers taught a request rate and the refusal was not for
+        tokens, the cooldown is the later of that and one refill step (``1/rate``), not
+        most of an idle second.  Without a hint: an adaptive 1 s, 2 s, 4 s ... (capped at
+        60 s) that grows with consecutive 429s until :meth:`observe_success`.  The request
+        buckets restart from empty, so waiters are released one refill step apart.
+        """
         self._consecutive_429 += 1
+        learned = self._req.learned
         if retry_after is not None and retry_after >= 0:
             wait = float(retry_after)
+            source = "429: retry-after"
+            if (learned is not None and not self._tokens_exhausted and wait >= 1.0
+                    and wait == math.floor(wait)):
+                shorter = max(wait - 1.0, 1.0 / learned.rate)
+                if shorter < wait:
+                    wait, source = shorter, "429: whole-second retry-after, learned rate"
         else:
             wait = min(BACKOFF_429_MAX,
                        BACKOFF_429_BASE * 2.0 ** min(self._consecutive_429 - 1, 64))
-        self._cooldown_until = max(self._cooldown_until, now + wait)
-        if self._requests is not None and self._requests.level(now) > 0:
-            self._requests.set_level(0.0, now)
+            source = "429: adaptive backoff"
+        if now + wait > self._cooldown_until:
+            self._cooldown_until = now + wait
+            self._cooldown_source = source
+        for b in self._req.buckets():
+            if b.level(now) > 0:
+                b.set_level(0.0, now)
 
     def observe_success(self, now: float) -> None:
         """A request on this key succeeded: the adaptive 429 backoff starts over."""
@@ -308,32 +531,49 @@ class KeyLimiter:
         return max(0.0, self._cooldown_until - now)
 
     def headroom(self, now: float) -> float:
-        """0.0..1.0: the available share of the request bucket (1.0 when unlimited;
+        """0.0..1.0: the available share of the request buckets (1.0 when unlimited;
         0.0 while cooling down).  Strategies prefer keys with more."""
         if self._cooldown_until > now:
             return 0.0
-        if self._requests is None:
-            return 1.0
-        return min(1.0, max(0.0, self._requests.level(now) / self._requests.capacity))
+        shares = [b.level(now) / b.capacity for b in self._req.buckets()]
+        return min(1.0, max(0.0, min(shares))) if shares else 1.0
+
+    @staticmethod
+    def _per_minute(dim: _Dimension) -> float | None:
+        if dim.cfg_rate is not None:
+            return dim.cfg_rate * 60.0
+        return None if dim.learned is None else dim.learned.rate * 60.0
 
     @property
     def requests_per_minute(self) -> float | None:
-        return self._rpm
+        """The configured request rate, else the learned one (per minute)."""
+        return self._per_minute(self._req)
 
     @property
     def tokens_per_minute(self) -> float | None:
-        return self._tpm
+        return self._per_minute(self._tok)
 
     @property
     def learned(self) -> bool:
-        return self._learned
+        return self._req.learned is not None or self._tok.learned is not None
+
+    @staticmethod
+    def _level(dim: _Dimension, now: float) -> float | None:
+        levels = [b.level(now) for b in dim.buckets()]
+        return min(levels) if levels else None
 
     def snapshot(self, now: float) -> dict:
+        """The state, and where each figure came from (``requests`` / ``tokens``:
+        rate, capacity, window = capacity / rate, their sources; None when unknown)."""
+        cooldown = self.cooldown(now)
         return {
-            "requests_per_minute": self._rpm,
-            "tokens_per_minute": self._tpm,
-            "request_level": None if self._requests is None else self._requests.level(now),
-            "token_level": None if self._tokens is None else self._tokens.level(now),
-            "cooldown": self.cooldown(now),
-            "learned": self._learned,
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+            "request_level": self._level(self._req, now),
+            "token_level": self._level(self._tok, now),
+            "cooldown": cooldown,
+            "cooldown_source": self._cooldown_source if cooldown > 0 else None,
+            "learned": self.learned,
+            "requests": self._req.describe(now),
+            "tokens": self._tok.describe(now),
         }

@@ -138,7 +138,9 @@ class RedisLimiter:
             self._local.release_unsent(tokens, now, acquired_at=acquired_at)
 
     # -- learning ---------------------------------------------------------------------
-    def observe(self, info: Any, now: float) -> None:
+    def observe(self, info: Any, now: float, *, sent_at: float | None = None) -> None:
+        if sent_at is not None and sent_at < now:
+            info = self._as_of_now(info, now - sent_at)
         if self._unchanged_by(info, now):
             return
         res = self._run("observe",
@@ -148,6 +150,23 @@ class RedisLimiter:
                         _num(info.reset_tokens), _num(info.token_window))
         if res is _DOWN:
             self._local.observe(info, now)
+
+    def _as_of_now(self, info: Any, age: float) -> Any:
+        """``remaining`` was counted ``age`` seconds ago and rounded down: what it proves
+        now is at most ``remaining + 1 + refill since``.  (Unlike the core limiter, the
+        requests sent since are not subtracted: other processes share the bucket, and the
+        script's own accounting already books them.)  A ``remaining`` of 0 is kept, so the
+        script still starts its cooldown."""
+        import attrs
+
+        m = self._mirror
+        changes = {}
+        for field, rate in (("remaining_requests", None if m is None else m.rr),
+                            ("remaining_tokens", None if m is None else m.tr)):
+            value = getattr(info, field)
+            if value is not None and value > 0:
+                changes[field] = value + 1.0 + (rate or 0.0) * age
+        return attrs.evolve(info, **changes) if changes else info
 
     def _unchanged_by(self, info: Any, now: float) -> bool:
         """Would ``observe(info)`` change nothing?  Then skip the round trip.  True only

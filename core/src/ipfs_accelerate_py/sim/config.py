@@ -32,6 +32,13 @@ def _positive(instance: object, attribute: attrs.Attribute, value: float | None)
         raise ConfigError(attribute.name, f"must be > 0, got {value!r}")
 
 
+def _style(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    from .limits import HEADER_STYLES
+
+    if value not in HEADER_STYLES:
+        raise ConfigError(attribute.name, f"must be one of {sorted(HEADER_STYLES)}, got {value!r}")
+
+
 def _rate(instance: object, attribute: attrs.Attribute, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(attribute.name, f"must be within [0, 1], got {value!r}")
@@ -43,7 +50,8 @@ class SimConfig:
 
     ``rps``/``burst``: per-key request limit (requests per second, bucket size; None: no
     limit).  The simulator owns the quota: a protocol's own default rate-limit headers are
-    removed, and replaced by the configured limits' headers when there are any.  ``tokens_per_minute``: per-key token limit, charged from the request body
+    removed, and replaced by the configured limits' headers when there are any.  ``header_style``: what the ``limit`` header means (per minute, the bucket's capacity,
+    per second, per 10 s, per day).  ``tokens_per_minute``: per-key token limit, charged from the request body
     (``len(body) / 4`` plus ``max_tokens``-like fields).  ``latency`` + uniform(0,
     ``jitter``) seconds before each answer (429s and outage answers are immediate).
     ``error_rate``: share of admitted requests answered with the protocol's 500.
@@ -57,6 +65,9 @@ class SimConfig:
     rps: float | None = attrs.field(default=None, validator=_positive)
     burst: float | None = attrs.field(default=None, validator=_positive)
     tokens_per_minute: float | None = attrs.field(default=None, validator=_positive)
+    #: What the request ``limit`` header states (see ``sim.limits.HEADER_STYLES``); the
+    #: buckets are the same exact token buckets whatever the style.
+    header_style: str = attrs.field(default="per_minute", validator=_style)
     latency: float = attrs.field(default=0.0, validator=_non_negative)
     jitter: float = attrs.field(default=0.0, validator=_non_negative)
     error_rate: float = attrs.field(default=0.0, validator=_rate)

@@ -1,8 +1,11 @@
-"""Per-key quota as the simulator enforces it: requests/s with a burst, and tokens/min.
+"""Per-key quota as the simulator enforces it: exact token buckets, requests/s with a
+burst, and tokens/min.
 
 The answer is a :class:`~ipfs_accelerate_py.wire.ratelimit.RateLimitInfo` that the
 protocol server turns into its provider's own headers (``x-ratelimit-*``,
-``anthropic-ratelimit-*``, ...).  Limits are reported per minute, as providers do.
+``anthropic-ratelimit-*``, ...).  Whatever the style, ``remaining`` is the bucket's level
+rounded down and ``reset`` the time until it is full again (as OpenAI and Anthropic
+document them); the styles differ in what ``limit`` says (:data:`HEADER_STYLES`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,13 @@ from __future__ import annotations
 import math
 
 from ..wire.ratelimit import RateLimitInfo
+
+#: What the request ``limit`` header states, per style (tokens are always per minute):
+#: ``per_minute``: requests per minute (OpenAI, Anthropic); ``bucket``: the bucket's
+#: capacity (time-to-full reset); ``per_second``: requests per second; ``window_10s``:
+#: requests per 10 s; ``daily``: requests per day (Groq), beside a per-minute token limit.
+HEADER_STYLES = {"per_minute": 60.0, "bucket": None, "per_second": 1.0, "window_10s": 10.0,
+                 "daily": 86_400.0}
 
 
 class Bucket:
@@ -41,9 +51,11 @@ class Bucket:
 class KeyQuota:
     """The buckets of one (backend, key)."""
 
-    __slots__ = ("requests", "tokens")
+    __slots__ = ("requests", "tokens", "style")
 
-    def __init__(self, rps: float | None, burst: float | None, tpm: float | None, now: float) -> None:
+    def __init__(self, rps: float | None, burst: float | None, tpm: float | None, now: float,
+                 style: str = "per_minute") -> None:
+        self.style = style
         self.requests = (Bucket(rps, burst if burst is not None else max(1.0, rps), now)
                          if rps else None)
         self.tokens = Bucket(tpm / 60.0, tpm, now) if tpm else None
@@ -66,10 +78,14 @@ class KeyQuota:
                 self.tokens.level -= cost
         return ok, self.info(None if ok else max(wait_r, wait_t), tokens_short=wait_t > 0)
 
+    def _request_limit(self, r: Bucket) -> float:
+        window = HEADER_STYLES[self.style]
+        return round(r.capacity if window is None else r.rate * window)
+
     def info(self, retry_after: float | None, tokens_short: bool = False) -> RateLimitInfo:
         r, t = self.requests, self.tokens
         return RateLimitInfo(
-            limit_requests=None if r is None else round(r.rate * 60.0),
+            limit_requests=None if r is None else self._request_limit(r),
             remaining_requests=None if r is None else max(0, math.floor(r.level)),
             reset_requests=None if r is None else r.until_full(),
             limit_tokens=None if t is None else round(t.capacity),

@@ -144,7 +144,8 @@ class SimApp:
             return None
         q = self._quotas.get(scope)
         if q is None:
-            q = self._quotas[scope] = KeyQuota(cfg.rps, cfg.burst, cfg.tokens_per_minute, now)
+            q = self._quotas[scope] = KeyQuota(cfg.rps, cfg.burst, cfg.tokens_per_minute, now,
+                                                 cfg.header_style)
         return q
 
     @staticmethod
@@ -268,6 +269,7 @@ class SimApp:
                 "keys": {n: c.to_dict() for n, c in sorted(self.per_key.items())},
                 "config": {"rps": self.config.rps, "burst": self.config.burst,
                            "tokens_per_minute": self.config.tokens_per_minute,
+                           "header_style": self.config.header_style,
                            "latency": self.config.latency, "jitter": self.config.jitter,
                            "error_rate": self.config.error_rate,
                            "outages": [list(o) for o in self.config.outages],

@@ -27,6 +27,9 @@ class RateLimitInfo:
     request_window: float = 60.0  # the request limit is per this many seconds
     token_window: float = 60.0
     retry_after: float | None = None
+    #: How coarse the reset figures are (seconds): 1 ms for OpenAI-style durations, 1 s
+    #: for Anthropic's RFC 3339 instants.  The limiter widens its rate bounds by this.
+    reset_resolution: float = 0.001
 
     def is_empty(self) -> bool:
         return all(v is None for v in (self.limit_requests, self.remaining_requests,
@@ -148,6 +151,7 @@ def parse_anthropic_headers(headers: Mapping[str, str], now: float | None = None
         remaining_tokens=_num(_get(headers, "anthropic-ratelimit-tokens-remaining")),
         reset_tokens=_until_rfc3339(_get(headers, "anthropic-ratelimit-tokens-reset"), now),
         retry_after=parse_retry_after(headers),
+        reset_resolution=1.0,
     )
 
 
