@@ -737,6 +737,12 @@ class Client:
         deadlines = [j.deadline for j in jobs if j.deadline is not None]
         if deadlines:
             read = max(0.001, min(read, min(deadlines) - time.monotonic()))
+        # -- bounds (issue 13.6/13.7): the transport reads the answer within the size
+        # limits and ends the attempt at the earliest of the deadlines and its own timeout.
+        if cfg.attempt_timeout is not None:
+            deadlines.append(time.monotonic() + cfg.attempt_timeout)
+        http.apply_bounds(cfg.max_response_bytes, cfg.max_line_bytes,
+                          min(deadlines) if deadlines else None)
         resp = self._transport.send(http, (cfg.connect_timeout, read), backend=bs.name,
                                     request_id=request.request_id)
         try:
