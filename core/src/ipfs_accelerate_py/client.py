@@ -47,6 +47,7 @@ from .events import (
     RequestStarted,
 )
 from .http import Transport
+from .retry import capped_retry_after
 from .keys import ApiKey
 from .futures import RequestFuture
 from .plugins import PluginManager, get_plugin_manager
@@ -737,6 +738,12 @@ class Client:
         deadlines = [j.deadline for j in jobs if j.deadline is not None]
         if deadlines:
             read = max(0.001, min(read, min(deadlines) - time.monotonic()))
+        # -- bounds (issue 13.6/13.7): the transport reads the answer within the size
+        # limits and ends the attempt at the earliest of the deadlines and its own timeout.
+        if cfg.attempt_timeout is not None:
+            deadlines.append(time.monotonic() + cfg.attempt_timeout)
+        http.apply_bounds(cfg.max_response_bytes, cfg.max_line_bytes,
+                          min(deadlines) if deadlines else None)
         resp = self._transport.send(http, (cfg.connect_timeout, read), backend=bs.name,
                                     request_id=request.request_id)
         try:
@@ -826,7 +833,8 @@ class Client:
             else:
                 bs.breaker.record_neutral(now, epoch)
             if cls is ErrorClass.RATE_LIMITED:
-                key.limiter.observe_429(err.retry_after, now)
+                # -- retry-after (issue 20.7): the key's cooldown obeys max_retry_after too
+                key.limiter.observe_429(capped_retry_after(self.config.retry, err.retry_after), now)
             other_keys = any(k.healthy and k is not key for k in bs.keys)
             # 403 is usually a permission on a resource (a bucket, a model), not a bad key;
             # a backend that knows better says so in ``key_rejected``.
@@ -855,9 +863,11 @@ class Client:
         if reroute:
             self._requeue(job, now, 0.0, err, key, "key rejected; trying another key")
             return
-        if outage:
+        if outage and job.attempts < self.config.retry.max_attempts:
             # The endpoint is down: wait in the queue for the breaker, without spending
-            # attempts or retry budget.  The deadline still bounds the wait.
+            # retry budget.  The deadline still bounds the wait.
+            # -- attempts (issue 13.1): waiting is free, but this attempt was sent and
+            # failed, so it counts against max_attempts like any other (checked above).
             job.outage_attempts += 1
             self._requeue(job, now, 0.0, err, key, "waiting for the circuit breaker")
             return
@@ -867,7 +877,7 @@ class Client:
             return
         try:
             decision = self._hooks.accelerate_backoff(
-                request=job.request, attempt=job.attempts - job.outage_attempts, error=err,
+                request=job.request, attempt=job.attempts, error=err,
                 policy=self.config.retry, now=now, deadline=job.deadline, rng=self._rng)
         except Exception as exc:
             self._finish_error(job, PluginError(self._plugin_name("accelerate_backoff"), "backoff",

@@ -196,6 +196,16 @@ class BackendConfig:
     burst: float | None = attrs.field(default=None, validator=positive)
     #: Wait this long for more requests to coalesce into one batch call.
     batch_window: float = attrs.field(default=0.005, validator=non_negative)
+    #: Bound of every attempt in all (sending, waiting, reading the body or stream);
+    #: None: only the request's deadline and ``read_timeout`` per read bound it.
+    attempt_timeout: float | None = attrs.field(default=None, validator=positive)
+    #: Bound of an answer's size after decompression (a stream's total); over it, the
+    #: request fails with ``ResponseTooLarge`` (never retried).
+    max_response_bytes: int = attrs.field(default=64 * 1024 * 1024, converter=_as_int,
+                                          validator=at_least_one)
+    #: Bound of one line (an SSE line, an NDJSON object) of a streamed answer.
+    max_line_bytes: int = attrs.field(default=8 * 1024 * 1024, converter=_as_int,
+                                      validator=at_least_one)
     options: Mapping[str, Any] = attrs.field(factory=dict, validator=_instance_of(Mapping))
 
 

@@ -276,6 +276,29 @@ def error_for_status(status: int) -> type[ProviderError]:
     return TransientError
 
 
+class ResponseTooLarge(ProviderError):
+    """The answer (after decompression) or one line of a stream went over the backend's
+    ``max_response_bytes`` / ``max_line_bytes``.  Never retried: the same request gets the
+    same answer.  ``limit`` is the bound that was passed."""
+
+    error_class = ErrorClass.INVALID_REQUEST
+
+    def __init__(self, message: str, *, limit: int | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("should_retry", False)
+        super().__init__(message, **kwargs)
+        self.limit = limit
+
+
+class UnexpectedRedirect(InvalidRequest):
+    """The server answered 3xx.  Redirects are never followed (the key would go to
+    another place): usually the base URL is wrong.  ``location`` is where it pointed."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("should_retry", False)
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
 class StreamError(AccelerateError):
     """A stream broke after its first chunk: cut, truncated, or an error event.
 

@@ -1,10 +1,19 @@
 """The HTTP transport: one pooled ``requests.Session`` per client, timeouts always set,
-urllib3's own retries off (the pipeline's retry layer is the only one), TLS verified."""
+urllib3's own retries off (the pipeline's retry layer is the only one), TLS verified.
+
+Every answer is read under two bounds, here and nowhere else: its size after
+decompression (``HttpRequest.max_body``; a stream's lines by ``max_line``) and the
+attempt's ``deadline``, which caps each socket read so a server that drips its body or
+never ends a stream cannot hold an attempt past it.  A redirect is never followed.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+import socket
+import time
+from http.client import HTTPException
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import attrs
@@ -13,10 +22,18 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from requests.utils import get_auth_from_url
 from requests.utils import get_environ_proxies
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from .errors import ConnectionFailed, RequestTimeout
-from .redaction import MARK, redact
+from .errors import (
+    ConnectionFailed,
+    ProviderError,
+    RequestTimeout,
+    ResponseTooLarge,
+    UnexpectedRedirect,
+)
+from .redaction import MARK, redact, redact_url
 
 #: Request headers that carry a credential in any protocol; each backend adds its own
 #: (:attr:`Backend.secret_headers`).  They are redacted wherever headers are shown, and
@@ -68,6 +85,12 @@ class KeyAuth(AuthBase):
     def __reduce__(self):
         raise TypeError("a KeyAuth cannot be pickled")
 
+#: Default bound of a body after decompression (``BackendConfig.max_response_bytes``).
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+#: Default bound of one line of a stream (``BackendConfig.max_line_bytes``).
+DEFAULT_MAX_LINE = 8 * 1024 * 1024
+_READ_SIZE = 64 * 1024
+
 
 @attrs.define
 class HttpRequest:
@@ -85,6 +108,27 @@ class HttpRequest:
     timeout: tuple[float, float] | None = None
     #: Applies the credential when the request is prepared (see :class:`KeyAuth`).
     auth: AuthBase | None = None
+    #: Bound of the answer's size after decompression (a stream's total).  None: the
+    #: backend's ``max_response_bytes``, filled in by the pipeline.  A backend that saves a
+    #: large object to disk sets its own (``sys.maxsize`` lifts it).
+    max_body: int | None = None
+    #: Bound of one line (one SSE line, one NDJSON object) of a streamed answer.  None:
+    #: the backend's ``max_line_bytes``.
+    max_line: int | None = None
+    #: ``time.monotonic()`` by which the attempt must end, reading included (None: only
+    #: the per-read timeout bounds it).  The pipeline sets it from the request's deadline
+    #: and ``BackendConfig.attempt_timeout``.
+    deadline: float | None = None
+
+
+    def apply_bounds(self, max_body: int, max_line: int, deadline: float | None) -> None:
+        """Fill the bounds the backend left open, and the attempt's deadline."""
+        if self.max_body is None:
+            self.max_body = max_body
+        if self.max_line is None:
+            self.max_line = max_line
+        if deadline is not None and (self.deadline is None or deadline < self.deadline):
+            self.deadline = deadline
 
 
 class Transport:
@@ -123,21 +167,55 @@ class Transport:
 
     def send(self, req: HttpRequest, timeout: tuple[float, float], *,
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
+        """Send ``req``; return the response with its body read (bounded), or, for a
+        streamed request, with a body that reads under the same bounds.  Network faults
+        become :class:`RequestTimeout` / :class:`ConnectionFailed`, a 3xx
+        :class:`UnexpectedRedirect`, an oversized body :class:`ResponseTooLarge`.  The
+        errors carry no chained ``requests`` exception: that one holds the sent headers."""
+        connect, read = req.timeout or timeout
+        if req.deadline is not None:
+            left = req.deadline - time.monotonic()
+            if left <= 0:
+                raise RequestTimeout("the attempt's deadline passed before it was sent",
+                                     backend=backend, request_id=request_id)
+            read = max(0.001, min(read, left))
+        failure: ProviderError | None = None
         try:
+            # Always streamed underneath: the body is read here, in bounded pieces.
             resp = self.session.request(
                 req.method, req.url, headers=req.headers, params=req.params, json=req.json,
-                data=req.data, stream=req.stream, timeout=req.timeout or timeout,
+                data=req.data, stream=True, timeout=(connect, read),
                 allow_redirects=False, proxies=self._proxies(req.url), auth=req.auth,
             )
         except requests.Timeout as exc:
-            _redact(exc.request, req.auth)  # the exception stays reachable as __context__
-            raise RequestTimeout(f"timed out: {type(exc).__name__}", backend=backend,
-                                 request_id=request_id) from None
+            failure = RequestTimeout(f"timed out: {type(exc).__name__}", backend=backend,
+                                     request_id=request_id)
         except requests.ConnectionError as exc:
-            _redact(exc.request, req.auth)
-            raise ConnectionFailed(f"connection failed: {_short(exc)}", backend=backend,
-                                   request_id=request_id) from None
+            failure = ConnectionFailed(f"connection failed: {_short(exc)}", backend=backend,
+                                       request_id=request_id)
+        if failure is not None:
+            raise failure  # outside the except block: no __context__ holding the headers
         _redact(resp.request, req.auth)
+        if 300 <= resp.status_code < 400:
+            location = resp.headers.get("location")
+            resp.close()
+            raise UnexpectedRedirect(
+                f"HTTP {resp.status_code} redirect to "
+                f"{redact_url(location) if location else '(no Location)'} not followed"
+                f"; check the base URL", status=resp.status_code, location=location,
+                backend=backend, request_id=request_id, response=resp)
+        body = BoundedBody(resp, max_body=req.max_body or DEFAULT_MAX_BODY, deadline=req.deadline,
+                           read_timeout=read, backend=backend, request_id=request_id)
+        resp.raw = body  # requests' iter_content/iter_lines now read through the bounds
+        if not req.stream:
+            try:
+                resp._content = body.read_all()  # read whole: the connection is pooled again
+            except BaseException:
+                resp.close()
+                raise
+            resp._content_consumed = True
+        else:
+            resp.max_line = req.max_line or DEFAULT_MAX_LINE  # read by iter_bounded_lines
         return resp
 
     def close(self) -> None:
@@ -160,3 +238,133 @@ def _short(exc: BaseException) -> str:
     # Connection errors embed the URL, never headers; keep it short for log lines.
     text = str(exc)
     return text if len(text) <= 300 else text[:300] + "..."
+
+
+class BoundedBody:
+    """Stands in for ``response.raw`` (a urllib3 response): every read goes through
+    :meth:`stream`, which reads what has arrived (``read1``, so a dripping server cannot
+    make one read wait for a full buffer), caps each socket wait at the time left before
+    ``deadline``, counts decoded bytes against ``max_body`` (so a gzip bomb is stopped
+    after at most one read's worth past the bound), and turns a cut body or a corrupt
+    encoding into :class:`ConnectionFailed` -- a transient fault the pipeline retries."""
+
+    def __init__(self, resp: requests.Response, *, max_body: int | None,
+                 deadline: float | None, read_timeout: float, backend: str | None,
+                 request_id: str | None) -> None:
+        self._raw = resp.raw
+        self._resp = resp
+        self.max_body = max_body
+        self.deadline = deadline
+        self.read_timeout = read_timeout
+        self.backend = backend
+        self.request_id = request_id
+        self.received = 0
+
+    def __getattr__(self, name: str) -> Any:  # close(), release_conn(), headers...
+        return getattr(self._raw, name)
+
+    def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
+        return cls(message, status=self._resp.status_code, backend=self.backend,
+                   request_id=self.request_id, **extra)
+
+    def _cap_socket_wait(self) -> None:
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self._raw.close()
+            raise self._error(RequestTimeout, "the attempt's deadline passed while reading "
+                                              f"the answer ({self.received} bytes received)")
+        sock = _socket_of(self._raw)
+        if sock is not None:
+            try:
+                sock.settimeout(max(0.001, min(self.read_timeout, left)))
+            except OSError:
+                pass
+
+    def stream(self, amt: int | None = None, decode_content: bool | None = True
+               ) -> Iterator[bytes]:
+        """Decoded pieces as they arrive (``amt`` is an upper bound of one piece)."""
+        size = amt if amt and amt > 0 else _READ_SIZE
+        while True:
+            self._cap_socket_wait()
+            failure: ProviderError | None = None
+            try:
+                data = self._raw.read1(size, decode_content=decode_content)
+            except (ReadTimeoutError, socket.timeout, TimeoutError):
+                late = self.deadline is not None and time.monotonic() >= self.deadline
+                failure = self._error(RequestTimeout, (
+                    "the attempt's deadline passed while reading the answer" if late
+                    else "timed out reading the answer") + f" ({self.received} bytes received)")
+            except (Urllib3Error, HTTPException, OSError, ValueError) as exc:
+                # A cut body (ProtocolError, IncompleteRead, a reset) or a corrupt
+                # encoding (DecodeError): the network's fault, worth another attempt.
+                failure = self._error(ConnectionFailed, "answer cut or corrupt after "
+                                      f"{self.received} bytes: {type(exc).__name__}")
+            if failure is not None:
+                self._raw.close()
+                raise failure
+            if not data:
+                return
+            self.received += len(data)
+            if self.max_body is not None and self.received > self.max_body:
+                self._raw.close()
+                raise self._error(ResponseTooLarge,
+                                  f"answer larger than max_response_bytes={self.max_body}",
+                                  limit=self.max_body)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self._raw.close()
+                raise self._error(RequestTimeout, "the attempt's deadline passed while "
+                                  f"reading the answer ({self.received} bytes received)")
+            yield data
+
+    def read(self, amt: int | None = None, decode_content: bool | None = True,
+             cache_content: bool = False) -> bytes:
+        if amt is None:
+            return self.read_all()
+        for data in self.stream(amt, decode_content):
+            return data
+        return b""
+
+    def read_all(self) -> bytes:
+        return b"".join(self.stream())
+
+
+def iter_bounded_lines(response: requests.Response) -> Iterator[bytes]:
+    """The lines of a streamed answer (without their ``\n``/``\r\n``), as they arrive.
+    A line longer than the request's ``max_line`` raises :class:`ResponseTooLarge` instead
+    of growing without end (``requests``' ``iter_lines`` has no such bound)."""
+    limit = getattr(response, "max_line", None)
+    pending = bytearray()
+    for piece in response.iter_content(chunk_size=_READ_SIZE):
+        *done, rest = piece.split(b"\n")
+        if done:
+            pending += done[0]
+            yield _strip_cr(bytes(pending))
+            for line in done[1:]:
+                yield _strip_cr(line)
+            pending = bytearray(rest)
+        else:
+            pending += rest
+        if limit is not None and len(pending) > limit:
+            response.close()
+            raw = response.raw
+            raise ResponseTooLarge(f"a stream line longer than max_line_bytes={limit}",
+                                   status=response.status_code, limit=limit,
+                                   backend=getattr(raw, "backend", None),
+                                   request_id=getattr(raw, "request_id", None))
+    if pending:
+        yield _strip_cr(bytes(pending))
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    conn = getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        return sock
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's buffered reader
+    return getattr(getattr(fp, "raw", None), "_sock", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 import types
 import uuid
 from typing import Any, Mapping
@@ -39,14 +40,36 @@ def _deadline(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 
 _NO_TAGS: Mapping[str, Any] = types.MappingProxyType({})  # shared: most requests have none
-_ID_PREFIX = uuid.uuid4().hex[:12]
-_ID_COUNTER = itertools.count(1)
+_ID_MASK = (1 << 48) - 1
+
+
+def _new_id_source() -> tuple[str, itertools.count]:
+    # The first 80 bits of a random UUID (its version and variant bits included) and a
+    # counter from a random start in the last 48 bits: every id is a valid
+    # version-4-shaped UUID, and ids of different processes or runs do not line up.
+    hexed = uuid.uuid4().hex
+    return hexed[:20], itertools.count(int(hexed[20:], 16))
+
+
+_ID_PREFIX, _ID_COUNTER = _new_id_source()
+
+
+def _reseed_after_fork() -> None:
+    # A forked child would otherwise hand out its parent's ids from the same counter.
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = _new_id_source()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 def new_request_id() -> str:
-    """A unique request id: a random per-process prefix and a counter (uuid4 per request
-    costs a getrandom() system call, which is slow on some kernels)."""
-    return f"req_{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+    """A unique, UUID-shaped request id (``8-4-4-4-12`` hex digits; servers that check the
+    header's shape accept it): a random per-process prefix and a counter, since a uuid4
+    per request costs a getrandom() system call, which is slow on some kernels."""
+    p = _ID_PREFIX
+    return f"{p[:8]}-{p[8:12]}-{p[12:16]}-{p[16:20]}-{next(_ID_COUNTER) & _ID_MASK:012x}"
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ import attrs
 from .config import RetryPolicy
 from .errors import ConfigError, ErrorClass, ProviderError
 
-__all__ = ["RetryDecision", "RetryBudget", "backoff_delay", "decide_retry"]
+__all__ = ["RetryDecision", "RetryBudget", "backoff_delay", "capped_retry_after", "decide_retry"]
 
 
 @attrs.frozen
@@ -28,6 +28,21 @@ class RetryDecision:
     retry: bool
     delay: float = 0.0
     reason: str = ""
+
+
+def capped_retry_after(policy: RetryPolicy, value: float | None) -> float | None:
+    """A server's ``retry-after`` as the pipeline uses it, for the retry and for the key's
+    cooldown alike: within ``[0, max_retry_after]``; a value that is not a finite number
+    (``nan``, garbage already parsed to None) or hints that are off give None."""
+    if value is None or not policy.honor_retry_after:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    if value != value:  # nan
+        return None
+    return min(max(0.0, value), policy.max_retry_after)
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
@@ -80,8 +95,8 @@ def decide_retry(policy: RetryPolicy, attempt: int, error: ProviderError, now: f
     else:
         delay = backoff_delay(policy, attempt, rng)
         reason = f"{ErrorClass(cls).value}: backoff"
-        if policy.honor_retry_after and error.retry_after is not None:
-            hinted = min(max(0.0, error.retry_after), policy.max_retry_after)
+        hinted = capped_retry_after(policy, error.retry_after)
+        if hinted is not None:
             if hinted > delay:
                 delay = hinted
                 reason = f"{ErrorClass(cls).value}: retry-after"

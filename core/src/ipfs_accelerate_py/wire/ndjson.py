@@ -24,8 +24,18 @@ def iter_ndjson_lines(lines: Iterable[str | bytes]) -> Iterator[Any]:
 
 def iter_ndjson(response: Any) -> Iterator[Any]:
     """Parse JSON objects, one per line, from a streaming ``requests.Response``."""
-    return iter_ndjson_lines(response.iter_lines(chunk_size=None))
+    return iter_ndjson_lines(_lines(response))
 
 
 def format_ndjson(obj: Any) -> bytes:
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _lines(response: Any) -> Iterable[bytes]:
+    # The transport's reader bounds each line (and the attempt's time); a response that
+    # did not come through it (a caller's own transport) is read by requests' splitter.
+    if hasattr(response, "max_line"):
+        from ..http import iter_bounded_lines
+
+        return iter_bounded_lines(response)
+    return response.iter_lines(chunk_size=None)

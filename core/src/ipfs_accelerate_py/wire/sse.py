@@ -52,7 +52,7 @@ def iter_sse_lines(lines: Iterable[str | bytes]) -> Iterator[SSEEvent]:
 
 def iter_sse(response: Any) -> Iterator[SSEEvent]:
     """Parse SSE events from a streaming ``requests.Response``."""
-    return iter_sse_lines(response.iter_lines(chunk_size=None, decode_unicode=False, delimiter=None))
+    return iter_sse_lines(_lines(response))
 
 
 def format_sse(data: Any, event: str | None = None) -> bytes:
@@ -66,3 +66,13 @@ def format_sse(data: Any, event: str | None = None) -> bytes:
         out.append(f"data: {line}\n")
     out.append("\n")
     return "".join(out).encode("utf-8")
+
+
+def _lines(response: Any) -> Iterable[bytes]:
+    # The transport's reader bounds each line (and the attempt's time); a response that
+    # did not come through it (a caller's own transport) is read by requests' splitter.
+    if hasattr(response, "max_line"):
+        from ..http import iter_bounded_lines
+
+        return iter_bounded_lines(response)
+    return response.iter_lines(chunk_size=None)
