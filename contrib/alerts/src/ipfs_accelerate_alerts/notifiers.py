@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import pluggy
-import requests
 
 PROJECT = "ipfs_accelerate_alerts"
 notifier_hookspec = pluggy.HookspecMarker(PROJECT)
@@ -77,7 +76,9 @@ class WebhookNotifier:
     token: it is never logged, only its host."""
 
     def __init__(self, url: str, *, timeout: float = 5.0, structured: bool = False,
-                 headers: dict[str, str] | None = None, session: requests.Session | None = None) -> None:
+                 headers: dict[str, str] | None = None, session: Any = None) -> None:
+        import requests  # here, not at import: the entry point must import cheaply
+
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("webhook url: expected an http(s) URL")
@@ -89,6 +90,7 @@ class WebhookNotifier:
         self.structured = structured
         self.headers = dict(headers or {})
         self._session = session or requests.Session()
+        self._errors = requests.RequestException
 
     def body(self, alert: Alert) -> dict[str, Any]:
         body: dict[str, Any] = {"text": alert.text()}
@@ -101,7 +103,7 @@ class WebhookNotifier:
         try:
             resp = self._session.post(self._url, json=self.body(alert), headers=self.headers,
                                       timeout=self.timeout)
-        except requests.RequestException as exc:
+        except self._errors as exc:
             raise RuntimeError(f"webhook to {self.host} failed: {type(exc).__name__}") from None
         if resp.status_code >= 300:
             raise RuntimeError(f"webhook to {self.host} answered HTTP {resp.status_code}")
