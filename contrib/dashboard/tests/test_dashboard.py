@@ -272,3 +272,69 @@ def test_make_observer_hook_builds_the_recorder_by_name():
     assert isinstance(obs, DashboardRecorder) and obs.latency_window == 5
     assert dashboard_plugin.accelerate_make_observer(name="otel", options={},
                                                      config=ClientConfig()) is None
+
+
+def test_command_line_options_start_the_page_and_say_where(workload, capsys):
+    import argparse
+
+    from ipfs_accelerate_dashboard.cli import add_options, start_from_args
+
+    parser = argparse.ArgumentParser()
+    add_options(parser)
+    assert start_from_args(workload.client, parser.parse_args([])) is None
+
+    class Progress:  # the command line's progress line has these attributes
+        done, total, failed = 5, 10, 1
+
+    dash = start_from_args(workload.client, parser.parse_args(["--dashboard", "0"]), Progress())
+    try:
+        err = capsys.readouterr().err
+        assert err.startswith(f"dashboard: http://127.0.0.1:{dash.port}/ (bound to 127.0.0.1")
+        state = json.loads(_get(dash.url + "api/state")[1])
+        assert state["current"]["progress"]["done"] == 5
+    finally:
+        dash.close()
+    with pytest.raises(ConfigError, match="needs a token"):
+        start_from_args(workload.client, parser.parse_args(["--dashboard", "0",
+                                                            "--dashboard-host", "0.0.0.0"]))
+    with pytest.raises(ConfigError, match="--dashboard"):
+        start_from_args(workload.client, parser.parse_args(["--dashboard", "70000"]))
+
+
+def test_recorder_under_threads_while_it_is_read():
+    from ipfs_accelerate_py.events import Outcome, RequestFinished, RequestQueued, RequestStarted
+
+    rec = DashboardRecorder(latency_window=3600)
+    threads, per_thread = 8, 1500
+    stop = threading.Event()
+    reads: list[object] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            reads.append((rec.latency_percentiles(), rec.oldest_waiting(), rec.transitions(5)))
+
+    def work(n: int) -> None:
+        for i in range(per_thread):
+            rid, t = f"{n}-{i}", time.monotonic()
+            rec.accelerate_on_queued(RequestQueued(rid, "echo", "echo", 1, 1, t))
+            rec.accelerate_on_started(RequestStarted(rid, "echo", "echo", "key-1", 1, 0, t))
+            rec.accelerate_on_finished(RequestFinished(rid, "echo", "echo", Outcome.SUCCESS,
+                                                       (i % 100) / 1000, "key-1", 1, time=t))
+            if i % 50 == 0:
+                rec.accelerate_on_breaker_changed(BreakerChanged(f"b{n}@x", "closed", "open", t))
+
+    r = threading.Thread(target=reader)
+    r.start()
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    stop.set()
+    r.join(10)
+    assert reads  # the reader ran alongside
+    assert rec.oldest_waiting() is None  # every queued request started
+    pct = rec.latency_percentiles()
+    assert pct["p50"] == pytest.approx(0.049) and pct["p99"] == pytest.approx(0.098)
+    assert rec.version == threads * (per_thread // 50)
+    assert len(rec.transitions(1000)) == 200  # bounded history
