@@ -6,6 +6,7 @@ Events carry a key's public ``key_id`` only, never the key.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
 
@@ -33,6 +34,11 @@ class RequestQueued:
     priority: int
     queue_depth: int
     time: float
+    # Optional, for tracing (OpenTelemetry GenAI conventions); None until the pipeline
+    # fills them.  ``payload`` is the request's content: observers must not export it
+    # unless told to.
+    model: str | None = None
+    payload: Any = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen
@@ -73,6 +79,11 @@ class RequestFinished:
     usage: Usage | None = None
     batch_size: int = 1
     time: float = 0.0
+    # Optional, for tracing: the model that answered, the provider's response id, and the
+    # result itself (its content: not to be exported unless told to).
+    model: str | None = None
+    response_id: str | None = None
+    result: Any = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen

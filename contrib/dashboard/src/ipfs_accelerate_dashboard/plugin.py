@@ -1,0 +1,18 @@
+"""The entry point: makes the ``dashboard`` observer when a client's configuration names
+it (``ClientConfig(observers=("dashboard",))``).  Installed, it observes nothing by itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipfs_accelerate_py import hookimpl
+
+
+@hookimpl
+def accelerate_make_observer(name: str, options: Any, config: Any) -> Any:
+    if name != "dashboard":
+        return None
+    from .recorder import DashboardRecorder
+
+    opts = dict(options or {})
+    return DashboardRecorder(**{k: opts[k] for k in ("latency_window", "history") if k in opts})
