@@ -869,6 +869,10 @@ class Client:
             # -- attempts (issue 13.1): waiting is free, but this attempt was sent and
             # failed, so it counts against max_attempts like any other (checked above).
             job.outage_attempts += 1
+            # Back of its priority level: the breaker's next probe is another waiting
+            # request, so an outage spreads its probes (each one an attempt) over the queue
+            # instead of spending one request's attempts.
+            job.entry.seq = next(self._seq)
             self._requeue(job, now, 0.0, err, key, "waiting for the circuit breaker")
             return
         if self.config.fail_fast and bs.breaker.state(now) == "open":
