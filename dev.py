@@ -4,6 +4,9 @@
     python3 dev.py demo     run the main job (the simulator demo)
     python3 dev.py test     run every test of every distribution (extra args go to pytest)
     python3 dev.py setup    only create/refresh .venv
+    python3 dev.py interop  install real servers into .venv and run the backends against
+                            them; writes docs/interop.md (first run: ~15 min to build
+                            llama-cpp-python on two cores; extra args: llama kserve moto)
 
 The first run creates .venv/ and installs every workspace member editable plus the
 development tools; later runs reinstall only when a pyproject.toml changed.
@@ -71,6 +74,24 @@ def setup() -> Path:
     return py
 
 
+#: The real servers of the interop suite, pinned so that docs/interop.md is reproducible.
+INTEROP_PACKAGES = ["llama-cpp-python[server]==0.3.36", "gguf==0.19.0", "kserve==0.21.0",
+                    "moto[server]>=5"]
+#: llama.cpp built for any x86-64: a VM may report CPU instructions it cannot run.
+INTEROP_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF "
+                      "-DGGML_F16C=OFF -DGGML_AVX512=OFF -DLLAMA_CURL=OFF "
+                      "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF")
+
+
+def interop(py: Path, rest: list[str]) -> int:
+    env = {**os.environ, "CMAKE_ARGS": INTEROP_CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+    print("dev.py: installing the interop servers (llama-cpp-python builds from source)",
+          flush=True)
+    subprocess.run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                    "--no-binary", "llama-cpp-python", *INTEROP_PACKAGES], check=True, env=env)
+    return subprocess.call([str(py), str(ROOT / "tools" / "interop" / "run.py"), *rest], cwd=ROOT)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -84,6 +105,8 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(py), "-m", "pytest", *rest], cwd=ROOT)
     if cmd == "demo":
         return subprocess.call([str(py), "-m", "ipfs_accelerate_py.cli", "demo", *rest], cwd=ROOT)
+    if cmd == "interop":
+        return interop(py, rest)
     if cmd == "bench":
         return subprocess.call([str(py), str(ROOT / "benchmarks" / "run.py"), *rest], cwd=ROOT)
     print(f"dev.py: unknown command {cmd!r}\n{__doc__}")

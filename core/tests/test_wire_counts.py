@@ -72,3 +72,18 @@ def test_count_mismatch_survives_pickling() -> None:
     back = pickle.loads(pickle.dumps(err))
     assert (type(back), back.expected, back.received, back.should_retry) == (CountMismatch, 4, 1, False)
     assert back.status == 200 and back.backend == "b"
+
+
+def test_check_ranking_wants_top_n_distinct_items() -> None:
+    from ipfs_accelerate_py.wire.counts import check_ranking
+
+    ranks = [{"index": 2}, {"index": 0}]
+    assert check_ranking("r", 3, 2, ranks) is ranks
+    check_ranking("r", 3, None, [{"index": i} for i in (1, 2, 0)])  # no top_n: every item
+    check_ranking("r", 2, 5, [{"index": 1}, {"index": 0}])  # top_n over the items sent
+    with pytest.raises(CountMismatch, match="expected 3 results"):
+        check_ranking("r", 3, None, ranks)
+    with pytest.raises(CountMismatch, match="rank index 0 does not match"):
+        check_ranking("r", 3, 2, [{"index": 0}, {"index": 0}])
+    with pytest.raises(CountMismatch, match="rank index 7"):
+        check_ranking("r", 3, 1, [{"index": 7}])

@@ -43,3 +43,23 @@ def test_json_answer_to_a_streamed_request_is_one_chunk(operation: str,
     assert streamed.finish_reason == (whole.finish_reason or "stop")
     assert streamed.attempts == 1
 
+
+
+def test_a_json_array_stream_without_alt_sse_is_joined_into_one_chunk() -> None:
+    # streamGenerateContent without alt=sse answers the stream's pieces as one JSON array.
+    pieces = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}]},
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]},
+                         "finishReason": "STOP"}],
+         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5},
+         "modelVersion": "gemini-sim-flash"},
+    ]
+    with LocalServer(GeminiServer()) as srv, Client(
+            [BackendConfig(name="gemini", keys=["test-key-1"], base_url=srv.url)],
+            ClientConfig(retry=RetryPolicy(max_attempts=3, base_delay=0.01))) as client:
+        srv.script(ServerResponse.json(pieces))
+        stream = client.stream("gemini", "generate", CASES[0][1])
+        chunks = list(stream)
+        res = stream.collect()
+    assert len(chunks) == 1 and len(srv.requests) == 1
+    assert (res.text, res.usage.total_tokens, res.finish_reason) == ("Hello", 5, "STOP")

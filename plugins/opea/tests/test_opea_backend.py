@@ -290,3 +290,31 @@ def test_each_service_at_its_own_url(srv):
     finally:
         c.close(wait=False)
         emb.close()
+
+
+# ----------------------------------------------------------------------- base URL variants
+def test_a_base_url_path_without_v1_gives_a_404_naming_the_url_tried(srv):
+    from ipfs_accelerate_py.errors import NotFound
+
+    with make_client(srv, base_path="/gateway") as c:  # a path: used as given, no /v1 added
+        with pytest.raises(NotFound) as info:
+            c.call("opea", "chat", CHAT)
+    assert srv.last.path == "/gateway/chat/completions" and len(srv.requests) == 1
+    assert f"HTTP 404 from POST {srv.url}/gateway/chat/completions" in str(info.value)
+    assert f"live under {srv.url}/gateway/v1" in str(info.value)
+
+
+def test_a_base_url_with_its_own_path_is_used_as_given(srv):
+    with make_client(srv, base_path="/v1/") as c:
+        c.call("opea", "chat", CHAT)
+    assert srv.last.path == "/v1/chat/completions"
+
+
+def test_embeddings_short_answer_is_a_count_mismatch_sent_once(srv):
+    srv.script(ServerResponse.json({"object": "list", "model": MODEL, "data": [
+        {"object": "embedding", "index": 0, "embedding": [0.1]}]}))
+    with make_client(srv) as c:
+        with pytest.raises(CountMismatch) as info:
+            c.call("opea", "embeddings", {"model": MODEL, "input": ["a", "b"]})
+    assert (info.value.expected, info.value.received, info.value.attempts) == (2, 1, 1)
+    assert len(srv.requests) == 1 and srv.last.json()["input"] == ["a", "b"]

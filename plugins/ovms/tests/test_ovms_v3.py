@@ -151,14 +151,29 @@ def test_embeddings_count_mismatch_is_an_error(srv: LocalServer, make_client) ->
             client.call("ovms", "embeddings", {"model": "gte-large", "input": ["a", "b"]})
 
 
-def test_rerank(srv: LocalServer, make_client) -> None:
+def test_rerank(srv: LocalServer) -> None:
+    from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, RetryPolicy
+
     docs = ["Welcome home", "Farewell", "hello there welcome"]
-    with make_client(srv.url) as client:
+    # The breaker stays out of it: this test is about each answer's own check.
+    with Client([BackendConfig(name="ovms", base_url=srv.url)],
+                ClientConfig(retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+                             breaker=BreakerPolicy(minimum_calls=1000, window_size=1000))) as client:
         res = client.call("ovms", "rerank", {"model": "bge-reranker", "query": "hello welcome",
                                              "documents": docs, "top_n": 2, "return_documents": True})
-        srv.script(ServerResponse.json({"results": [{"index": 5, "relevance_score": 0.1}]}))
-        with pytest.raises(TransientError, match="outside the documents"):
-            client.call("ovms", "rerank", {"model": "bge-reranker", "query": "q", "documents": docs})
+        every = client.call("ovms", "rerank", {"model": "bge-reranker", "query": "hello welcome",
+                                               "documents": docs})
+        assert sorted(h["index"] for h in every.data) == [0, 1, 2]  # no top_n: every document
+        wrong = [[{"index": 5, "relevance_score": 0.1}, {"index": 0, "relevance_score": 0.0},
+                  {"index": 1, "relevance_score": 0.0}],                      # a foreign index
+                 [{"index": 0, "relevance_score": 0.1}, {"index": 0, "relevance_score": 0.0},
+                  {"index": 1, "relevance_score": 0.0}],                      # one twice
+                 [{"index": 0, "relevance_score": 0.1}]]                      # short
+        for results in wrong:
+            srv.script(ServerResponse.json({"results": results}))
+            with pytest.raises(CountMismatch):
+                client.call("ovms", "rerank", {"model": "bge-reranker", "query": "q", "documents": docs})
+    assert len(srv.requests) == 2 + len(wrong)  # none retried
     assert srv.requests[0].path == "/v3/rerank"
     assert [h["index"] for h in res.data] == [2, 0]
     assert res.data[0] == {"index": 2, "relevance_score": OvmsServer.relevance("hello welcome", docs[2]),

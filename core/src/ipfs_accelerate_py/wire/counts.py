@@ -71,10 +71,29 @@ def order_by_index(what: str, expected: int, items: Any,
     return slots
 
 
+def check_ranking(what: str, n_items: int, top_n: Any, ranks: Any,
+                  index: Callable[[Any], Any] = lambda it: it.get("index")
+                  if isinstance(it, Mapping) else None,
+                  make_error: ErrorFactory = _plain) -> list[Any]:
+    """A rerank answer: ``min(top_n, n_items)`` ranks (all items without a positive
+    ``top_n``), best first, each pointing at a different item sent."""
+    limit = top_n if isinstance(top_n, int) and not isinstance(top_n, bool) and top_n > 0 else n_items
+    expected = min(limit, n_items)
+    check_count(what, expected, ranks, make_error)
+    seen: set[int] = set()
+    for rank in ranks:
+        i = index(rank)
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n_items or i in seen:
+            raise _mismatch(make_error, f"{what}: rank index {i!r} does not match one of the "
+                            f"{n_items} items sent (each at most once)", expected, len(ranks))
+        seen.add(i)
+    return ranks
+
+
 def check_batch(what: str, requests: Sequence[Any], items: Any,
                 make_error: ErrorFactory = _plain) -> list[Any]:
     """A coalesced call's answer, one item per queued request (``split_batch``)."""
     return check_count(f"{what} batch", len(requests), items, make_error)
 
 
-__all__ = ["check_batch", "check_count", "check_rows", "order_by_index"]
+__all__ = ["check_batch", "check_count", "check_ranking", "check_rows", "order_by_index"]

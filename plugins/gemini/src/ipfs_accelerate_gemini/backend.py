@@ -17,7 +17,7 @@ from ipfs_accelerate_py.errors import (
 from ipfs_accelerate_py.http import HttpRequest
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Request, new_request_id
-from ipfs_accelerate_py.results import Result, StreamChunk, ToolCall, Usage
+from ipfs_accelerate_py.results import Result, StreamChunk, ToolCall, ToolCallDelta, Usage
 from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_retry_after
 
@@ -129,6 +129,35 @@ class GeminiBackend(Backend):
         return iter_generate_stream(self, request, response)
 
     stream_chat = stream_generate
+
+    def whole_answer(self, request: Request, response: requests.Response) -> StreamChunk | None:
+        """streamGenerateContent without ``alt=sse`` (a proxy that drops the parameter)
+        answers one JSON array of the stream's pieces: joined into one chunk."""
+        try:
+            body = response.json()
+        except ValueError:
+            return None  # not JSON after all: the SSE parser reads it
+        if not isinstance(body, list):
+            return super().whole_answer(request, response)
+        if not body or not all(isinstance(piece, dict) for piece in body):
+            raise self.make_error(TransientError, "gemini: stream answer is not a list of "
+                                  "responses", response, code="malformed_response")
+        texts, calls, finish = [], [], None
+        for piece in body:
+            self.check_blocked(piece, response)
+            for cand in (piece.get("candidates") or [])[:1]:
+                text, piece_calls, piece_finish = read_candidate(cand)
+                texts.append(text or "")
+                calls.extend(piece_calls)
+                finish = piece_finish or finish
+        return StreamChunk(text="".join(texts),
+                           tool_calls=tuple(ToolCallDelta(index=i, id=c.get("id"), name=c["name"],
+                                                          arguments=c.get("arguments", ""))
+                                            for i, c in enumerate(calls)),
+                           finish_reason=finish or "stop",
+                           usage=read_usage(body[-1].get("usageMetadata")),
+                           model=body[-1].get("modelVersion") or request.payload.get("model"),
+                           raw=body)
 
     def check_blocked(self, body: Mapping[str, Any], response: requests.Response | None) -> None:
         """Raise ContentFiltered for a blocked prompt or a candidate stopped by a filter."""

@@ -34,7 +34,7 @@ from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.request import Priority, Request, new_request_id
 from ipfs_accelerate_py.results import Result, StreamChunk
 from ipfs_accelerate_py.wire import openai_compat as oa
-from ipfs_accelerate_py.wire.counts import check_rows
+from ipfs_accelerate_py.wire.counts import check_ranking, check_rows
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
 from .tensors import TensorError, concat_rows, split_rows, validate_inputs
@@ -353,9 +353,8 @@ class OvmsBackend(Backend):
         if not isinstance(results, list) or not all(
                 isinstance(r, Mapping) and "index" in r and "relevance_score" in r for r in results):
             raise self._malformed(response, "rerank response without results[{index, relevance_score}]")
-        n_docs = len(request.payload.get("documents") or ())
-        if any(not isinstance(r["index"], int) or not 0 <= r["index"] < n_docs for r in results):
-            raise self._malformed(response, "rerank result index outside the documents sent")
+        check_ranking(f"{self.name} rerank", len(request.payload.get("documents") or ()),
+                      request.payload.get("top_n"), results, make_error=self.error_factory(response))
         return self._result(body, data=results)
 
     # ------------------------------------------------------------------ errors, limits
