@@ -863,22 +863,15 @@ class Client:
         if reroute:
             self._requeue(job, now, 0.0, err, key, "key rejected; trying another key")
             return
-        if outage and job.attempts < self.config.retry.max_attempts:
-            # The endpoint is down: wait in the queue for the breaker, without spending
-            # retry budget.  The deadline still bounds the wait.
-            # -- attempts (issue 13.1): waiting is free, but this attempt was sent and
-            # failed, so it counts against max_attempts like any other (checked above).
-            job.outage_attempts += 1
-            # Back of its priority level: the breaker's next probe is another waiting
-            # request, so an outage spreads its probes (each one an attempt) over the queue
-            # instead of spending one request's attempts.
-            job.entry.seq = next(self._seq)
-            self._requeue(job, now, 0.0, err, key, "waiting for the circuit breaker")
-            return
         if self.config.fail_fast and bs.breaker.state(now) == "open":
-            self._finish_error(job, CircuitOpenError(bs.group, request_id=job.request.request_id),
-                               Outcome.ERROR)
+            # Fail fast, with this request's own classified error (the provider's message);
+            # requests that never got through see CircuitOpenError at submit.
+            self._finish_error(job, err, Outcome.ERROR)
             return
+        # One decision for every failure, outage or not: an attempt the breaker let
+        # through counts against max_attempts, and a failure that says "do not retry"
+        # (x-should-retry: false, a short answer) ends here -- a request that fails the
+        # same way every time ends with its own classified error, never at its deadline.
         try:
             decision = self._hooks.accelerate_backoff(
                 request=job.request, attempt=job.attempts, error=err,
@@ -889,6 +882,15 @@ class Client:
             return
         if decision is None or not decision.retry:
             self._finish_error(job, err, Outcome.ERROR)
+            return
+        if outage:
+            # The endpoint is down: wait in the queue for the breaker (waiting is no
+            # attempt) without spending retry budget; the deadline still bounds the wait.
+            # Back of its priority level: the breaker's next probe is another waiting
+            # request, so an outage spreads its probes over the queue.
+            job.outage_attempts += 1
+            job.entry.seq = next(self._seq)
+            self._requeue(job, now, 0.0, err, key, "waiting for the circuit breaker")
             return
         delay = decision.delay
         if not bs.budget.try_spend(now):
