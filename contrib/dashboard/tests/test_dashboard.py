@@ -338,3 +338,12 @@ def test_recorder_under_threads_while_it_is_read():
     assert pct["p50"] == pytest.approx(0.049) and pct["p99"] == pytest.approx(0.098)
     assert rec.version == threads * (per_thread // 50)
     assert len(rec.transitions(1000)) == 200  # bounded history
+
+
+def test_serve_dashboard_hook_returns_a_running_page(workload):
+    dash = dashboard_plugin.accelerate_serve_dashboard(client=workload.client, port=0,
+                                                       host="127.0.0.1", token=None)
+    try:
+        assert _get(dash.url + "api/state")[0] == 200
+    finally:
+        dash.close()
