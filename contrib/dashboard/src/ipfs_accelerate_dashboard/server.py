@@ -95,7 +95,11 @@ class Dashboard:
         self._stop = threading.Event()
         self._sent_version = -1
         self.state.sample()  # the first page load has numbers at once
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as exc:  # port taken, address not on this machine...
+            raise ConfigError("port", f"cannot serve the dashboard on {host}:{port}: "
+                                      f"{exc.strerror or exc}") from None
         self._httpd.daemon_threads = True
         self.host, self.port = self._httpd.server_address[:2]
         self._serve = threading.Thread(target=self._httpd.serve_forever, name="dashboard-http",
