@@ -353,3 +353,34 @@ def test_a_port_in_use_is_a_clear_error(workload):
     with serve_dashboard(workload.client, 0) as dash:
         with pytest.raises(ConfigError, match=rf"cannot serve the dashboard on 127.0.0.1:{dash.port}"):
             serve_dashboard(workload.client, dash.port)
+
+
+def test_without_events_the_breaker_history_is_sampled():
+    class Snap:
+        def __init__(self, state):
+            self.backends = {"openai": {"breaker": state, "requests": 0, "outcomes": {},
+                                        "retries": 0, "rate_limited": 0, "latency_p50": None,
+                                        "latency_p95": None, "latency_p99": None}}
+            self.keys, self.queue_depth, self.in_flight = {}, 0, 0
+
+        def to_dict(self):
+            return {}
+
+    class C:
+        state = "closed"
+
+        def stats(self):
+            return Snap(self.state)
+
+    client, rec = C(), DashboardRecorder()
+    state = DashboardState(client, rec)
+    state.sample()
+    client.state = "open"
+    state.sample()
+    assert [(h["from"], h["to"], h["source"]) for h in rec.transitions()] == [
+        ("closed", "open", "sampled"), ("-", "closed", "initial")]
+    # Once events arrive, they alone write the history.
+    rec.accelerate_on_breaker_changed(BreakerChanged("openai@x", "open", "half_open", time.monotonic()))
+    client.state = "closed"  # the sample disagrees; the event's word stands
+    state.sample()
+    assert [(h["to"], h["source"]) for h in rec.transitions()][0] == ("half_open", "event")
