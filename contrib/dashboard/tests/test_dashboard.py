@@ -384,3 +384,17 @@ def test_without_events_the_breaker_history_is_sampled():
     client.state = "closed"  # the sample disagrees; the event's word stands
     state.sample()
     assert [(h["to"], h["source"]) for h in rec.transitions()][0] == ("half_open", "event")
+
+
+def test_the_token_never_reaches_a_log_line(workload, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="ipfs_accelerate.dashboard"):
+        with serve_dashboard(workload.client, 0, token="s3cret-token") as dash:
+            assert _get(dash.url + "&x=1")[0] == 200
+            base = dash.url.split("?", 1)[0]
+            assert _get(base + "api/state?token=s3cret-token")[0] == 200
+            assert _get(base + "api/state?token=s3cret-wrong")[0] == 401
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /api/state?token=***" in logged
+    assert "s3cret" not in logged
