@@ -261,7 +261,7 @@ def test_progress_eta_from_the_recent_rate():
     time.sleep(0.2)
     done["done"] = 50
     p = state.sample()["current"]["progress"]
-    assert p["rate"] > 0 and p["eta"] == pytest.approx(50 / p["rate"], rel=0.01)
+    assert p["rate"] > 0 and p["eta"] == pytest.approx(50 / p["rate"], abs=0.1)  # both rounded
     done["done"] = 100
     assert state.sample()["current"]["progress"]["eta"] == 0.0
 
@@ -338,3 +338,63 @@ def test_recorder_under_threads_while_it_is_read():
     assert pct["p50"] == pytest.approx(0.049) and pct["p99"] == pytest.approx(0.098)
     assert rec.version == threads * (per_thread // 50)
     assert len(rec.transitions(1000)) == 200  # bounded history
+
+
+def test_serve_dashboard_hook_returns_a_running_page(workload):
+    dash = dashboard_plugin.accelerate_serve_dashboard(client=workload.client, port=0,
+                                                       host="127.0.0.1", token=None)
+    try:
+        assert _get(dash.url + "api/state")[0] == 200
+    finally:
+        dash.close()
+
+
+def test_a_port_in_use_is_a_clear_error(workload):
+    with serve_dashboard(workload.client, 0) as dash:
+        with pytest.raises(ConfigError, match=rf"cannot serve the dashboard on 127.0.0.1:{dash.port}"):
+            serve_dashboard(workload.client, dash.port)
+
+
+def test_without_events_the_breaker_history_is_sampled():
+    class Snap:
+        def __init__(self, state):
+            self.backends = {"openai": {"breaker": state, "requests": 0, "outcomes": {},
+                                        "retries": 0, "rate_limited": 0, "latency_p50": None,
+                                        "latency_p95": None, "latency_p99": None}}
+            self.keys, self.queue_depth, self.in_flight = {}, 0, 0
+
+        def to_dict(self):
+            return {}
+
+    class C:
+        state = "closed"
+
+        def stats(self):
+            return Snap(self.state)
+
+    client, rec = C(), DashboardRecorder()
+    state = DashboardState(client, rec)
+    state.sample()
+    client.state = "open"
+    state.sample()
+    assert [(h["from"], h["to"], h["source"]) for h in rec.transitions()] == [
+        ("closed", "open", "sampled"), ("-", "closed", "initial")]
+    # Once events arrive, they alone write the history.
+    rec.accelerate_on_breaker_changed(BreakerChanged("openai@x", "open", "half_open", time.monotonic()))
+    client.state = "closed"  # the sample disagrees; the event's word stands
+    state.sample()
+    assert [(h["to"], h["source"]) for h in rec.transitions()][0] == ("half_open", "event")
+
+
+def test_the_token_never_reaches_a_log_line(workload, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="ipfs_accelerate.dashboard"):
+        with serve_dashboard(workload.client, 0, token="s3cret-token") as dash:
+            assert _get(dash.url + "&x=1")[0] == 200
+            base = dash.url.split("?", 1)[0]
+            assert _get(base + "api/state?token=s3cret-token")[0] == 200
+            assert _get(base + "api/state?token=s3cret-wrong")[0] == 401
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /api/state?token=***" in logged
+    assert "s3cret" not in logged

@@ -145,9 +145,9 @@ class AlertManager:
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, now: float | None = None) -> list[Alert]:
         """Evaluate every rule once; returns (and queues for delivery) the new alerts."""
-        now = time.monotonic() if now is None else now
         out: list[Alert] = []
         with self._eval_lock:
+            now = time.monotonic() if now is None else now  # read after waiting for the lock
             for rule in self.rules:
                 try:
                     matches = rule.evaluate(self.view, now)
@@ -168,12 +168,14 @@ class AlertManager:
                         self._clear_since.pop(k, None)
                         out.append(Alert(fired.rule, fired.subject, "resolved", fired.severity,
                                          "recovered", None))
-        for alert in out:
-            try:
-                self._outbox.put_nowait(alert)
-            except queue.Full:
-                self.dropped += 1
-                log.warning("alerts: delivery queue full, dropped: %s", alert.text())
+            # Queued under the lock: two evaluations on two threads (the periodic one and
+            # an event's) must not deliver a recovery before the alert it ends.
+            for alert in out:
+                try:
+                    self._outbox.put_nowait(alert)
+                except queue.Full:
+                    self.dropped += 1
+                    log.warning("alerts: delivery queue full, dropped: %s", alert.text())
         return out
 
     @property

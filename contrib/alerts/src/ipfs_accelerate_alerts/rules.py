@@ -87,9 +87,11 @@ class BreakerOpen:
         with view.lock:
             items = list(view.breakers.items())
         for endpoint, (state, since) in items:
-            if state != "closed" and now - since >= self.min_open:
-                out[endpoint] = (f"circuit breaker {state} for {now - since:.0f} s: requests "
-                                 f"wait in the queue", now - since)
+            # An event stamped after this evaluation's clock reading counts as "just now".
+            open_for = max(0.0, now - since)
+            if state != "closed" and open_for >= self.min_open:
+                out[endpoint] = (f"circuit breaker {state} for {open_for:.0f} s: requests "
+                                 f"wait in the queue", open_for)
         return out
 
 

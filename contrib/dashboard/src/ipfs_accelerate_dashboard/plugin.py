@@ -16,3 +16,12 @@ def accelerate_make_observer(name: str, options: Any, config: Any) -> Any:
 
     opts = dict(options or {})
     return DashboardRecorder(**{k: opts[k] for k in ("latency_window", "history") if k in opts})
+
+
+@hookimpl
+def accelerate_serve_dashboard(client: Any, port: int, host: str, token: str | None) -> Any:
+    """Serve the page for ``Client.serve_dashboard(port)`` (a firstresult hook, so the core
+    never imports this package): returns the running :class:`~.server.Dashboard`."""
+    from .server import serve_dashboard
+
+    return serve_dashboard(client, port, host=host, token=token)

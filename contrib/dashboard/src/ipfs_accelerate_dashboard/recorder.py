@@ -71,6 +71,7 @@ class DashboardRecorder:
 
     @hookimpl
     def accelerate_on_breaker_changed(self, event: Any) -> None:
+        self.events_seen = True
         self.record_transition(backend_of(event.endpoint), event.old_state, event.new_state,
                                wall_time(event.time), source="event")
 

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ _ASSETS = {
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 MAX_STREAMS = 16  # open pages at once; each holds a thread
+_TOKEN_IN_URL = re.compile(r"token=[^&\s\"]*")
 
 
 def is_loopback(host: str) -> bool:
@@ -95,7 +97,11 @@ class Dashboard:
         self._stop = threading.Event()
         self._sent_version = -1
         self.state.sample()  # the first page load has numbers at once
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as exc:  # port taken, address not on this machine...
+            raise ConfigError("port", f"cannot serve the dashboard on {host}:{port}: "
+                                      f"{exc.strerror or exc}") from None
         self._httpd.daemon_threads = True
         self.host, self.port = self._httpd.server_address[:2]
         self._serve = threading.Thread(target=self._httpd.serve_forever, name="dashboard-http",
@@ -155,7 +161,8 @@ class Dashboard:
             timeout = 30  # a page that stops reading is dropped, never blocks a thread forever
 
             def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("dashboard: " + fmt, *args)
+                if log.isEnabledFor(logging.DEBUG):  # the request line may carry the token
+                    log.debug("dashboard: %s", _TOKEN_IN_URL.sub("token=***", fmt % args))
 
             def _send(self, status: int, body: bytes, ctype: str) -> None:
                 self.send_response(status)

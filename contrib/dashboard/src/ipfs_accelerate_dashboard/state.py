@@ -75,11 +75,14 @@ class DashboardState:
         windowed = self.recorder.latency_percentiles(now_m)
         backends = []
         lat_source = windowed
+        events = self.recorder.events_seen
         for name, b in sorted(snap.backends.items()):
             state = b.get("breaker")
             last = self.recorder.last_breaker_state(name)
-            if state is not None and last is not None and state != last:
-                # A change the events did not report (no observer attached): sampled.
+            if state is not None and last is not None and state != last and not events:
+                # No observer attached: the history is what the samples saw.  With events,
+                # they alone write it (a sample may race a transition, or show a breaker
+                # whose open interval ran out before its next transition).
                 self.recorder.record_transition(name, last, state, now_w)
             elif state is not None and last is None:
                 self.recorder.record_transition(name, "-", state, now_w, source="initial")
