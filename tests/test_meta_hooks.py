@@ -67,6 +67,12 @@ class Recorder:
         self.events: list[str] = []
 
     @hookimpl
+    def accelerate_serve_dashboard(self, client: Any, port: int, host: str,
+                                   token: str | None) -> Any:
+        self.called.add("accelerate_serve_dashboard")
+        return {"url": f"http://{host}:{port}/"}  # stands in for a page
+
+    @hookimpl
     def accelerate_backends(self) -> list[type]:
         from echo_backend import EchoBackend
 
@@ -160,6 +166,7 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
                                base_url=echo_server.url)], cfg, plugin_manager=pm) as client:
         first = client.call("echo", "echo", {"n": 1})
         second = client.call("echo", "echo", {"n": 2})
+        assert client.serve_dashboard(0) == {"url": "http://127.0.0.1:0/"}
     assert (first.attempts, second.attempts) == (2, 3)
     # the recorder's select_key (last candidate) won over the strategy
     assert echo_server.requests[0].bearer_token() == "test-key-2"

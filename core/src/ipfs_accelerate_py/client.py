@@ -971,6 +971,18 @@ class Client:
                         type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ stats / lifecycle
+    def serve_dashboard(self, port: int = 0, host: str = "127.0.0.1",
+                        token: str | None = None) -> Any:
+        """Serve a live page of this client's numbers on ``host:port`` (loopback by
+        default; another host needs ``token``).  Returns the running page (``url``,
+        ``close()``).  Needs the ``ipfs-accelerate-dashboard`` extra."""
+        page = self._hooks.accelerate_serve_dashboard(client=self, port=port, host=host,
+                                                      token=token)
+        if page is None:
+            raise ConfigError("serve_dashboard", "no dashboard plugin is installed: "
+                                                 "pip install ipfs-accelerate-dashboard")
+        return page
+
     def stats(self) -> StatsSnapshot:
         """Counters, latency percentiles and live gauges per backend and per key."""
         now = time.monotonic()

@@ -269,3 +269,36 @@ def accelerate_cli_run_batch(job: Any) -> int | None:
 
     Called once per ``batch`` command, on the main thread, before the core's runner.
     """
+
+
+@hookspec
+def accelerate_cli_client_ready(command: str, args: Any, client: Any, progress: Any) -> Any:
+    """Start whatever watches a command's client (a live page) once it is built.
+
+    ``batch`` and ``demo`` call it with the client they run their requests through.
+
+    :param command: the command's name.
+    :param args: the parsed options (those added through :func:`accelerate_cli_options`
+        included).
+    :param client: the :class:`~ipfs_accelerate_py.client.Client`.
+    :param progress: the command's progress line (``done``, ``total``, ``failed``).
+    :return: an object with ``close()``, called when the command ends, or None.
+
+    Called once per run, on the main thread, before the first request is submitted.
+    """
+
+
+@hookspec(firstresult=True)
+def accelerate_serve_dashboard(client: Any, port: int, host: str, token: str | None) -> Any:
+    """Serve a live page for ``client`` (:meth:`Client.serve_dashboard`).
+
+    :param client: the :class:`~ipfs_accelerate_py.client.Client` to show.
+    :param port: the TCP port (0 picks a free one).
+    :param host: the address to bind (loopback unless the caller asked otherwise).
+    :param token: the token the page's data needs (required off loopback), or None.
+    :return: the running page (an object with ``url`` and ``close()``), or None when this
+        plugin does not serve one.
+
+    Called on the thread that called ``Client.serve_dashboard``; the first result wins.
+    """
+

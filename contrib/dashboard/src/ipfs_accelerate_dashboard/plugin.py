@@ -25,3 +25,22 @@ def accelerate_serve_dashboard(client: Any, port: int, host: str, token: str | N
     from .server import serve_dashboard
 
     return serve_dashboard(client, port, host=host, token=token)
+
+
+@hookimpl
+def accelerate_cli_options(command: str, parser: Any) -> None:
+    """``--dashboard PORT`` (and its host and token) for ``batch`` and ``demo``."""
+    if command in ("batch", "demo"):
+        from .cli import add_options
+
+        add_options(parser)
+
+
+@hookimpl
+def accelerate_cli_client_ready(command: str, args: Any, client: Any, progress: Any) -> Any:
+    """Start the page when the command was given ``--dashboard``; the CLI closes it."""
+    if command not in ("batch", "demo"):
+        return None
+    from .cli import start_from_args
+
+    return start_from_args(client, args, progress)

@@ -25,7 +25,8 @@ from typing import Any, Iterator, Sequence
 from ..jobs import BatchJob, JobError, Progress, result_record
 from ..journal import JournalError, ResumableOutput
 from .common import (EXIT_FAILED, EXIT_OK, REDACT, CliError, add_key_options,
-                     add_pipeline_options, err, parse_base_urls, plugin_manager)
+                     add_pipeline_options, err, parse_base_urls, plugin_manager, start_watchers,
+                     stop_watchers)
 from .keys import backend_config, read_keys_file
 
 DESCRIPTION = (
@@ -272,6 +273,7 @@ def run_local(job: BatchJob) -> int:
         submitter = threading.Thread(target=submit_all, name="batch-submit", daemon=True)
         written = 0
         progress = Progress(len(pending), client)
+        watchers = start_watchers("batch", job.options, client, progress)
         try:
             with progress:
                 submitter.start()
@@ -302,6 +304,7 @@ def run_local(job: BatchJob) -> int:
             raise
         finally:
             stop.set()
+            stop_watchers(watchers)
         client.close()
         print(client.stats().table())
     done, ok = output.journal.count()

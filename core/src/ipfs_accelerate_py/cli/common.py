@@ -98,3 +98,22 @@ def parse_base_urls(values: Sequence[str] | None, backends: Iterable[str]) -> di
         else:
             raise CliError(f"--base-url {v!r}: with several backends write NAME=URL")
     return out
+
+
+def start_watchers(command: str, args: Any, client: Any, progress: Any) -> list[Any]:
+    """Whatever plugins start for a running command's client (a live page...), through
+    the ``accelerate_cli_client_ready`` hook; :func:`stop_watchers` closes them."""
+    from ..plugins import get_plugin_manager
+
+    found = get_plugin_manager().hooks.accelerate_cli_client_ready(
+        command=command, args=args, client=client, progress=progress)
+    return [w for w in found if w is not None]
+
+
+def stop_watchers(watchers: Iterable[Any]) -> None:
+    for watcher in watchers:
+        try:
+            watcher.close()
+        except Exception:  # a watcher that fails to stop must not hide the command's result
+            pass
+

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 from ..jobs import Progress
 from .common import (EXIT_FAILED, EXIT_OK, CliError, fraction, non_negative_float,
-                     plugin_manager, positive_float, positive_int, protocol_path)
+                     plugin_manager, positive_float, positive_int, protocol_path,
+                     start_watchers, stop_watchers)
 from .request import CHAT_OPS
 
 
@@ -88,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         model = _first_model(client, name, cls)
         ok = 0
         errors: dict[str, int] = {}
-        with Progress(n, client, label="demo ") as progress:
+        progress = Progress(n, client, label="demo ")
+        watchers = start_watchers("demo", args, client, progress)
+        with progress:
             futures = []
             for i in range(n):
                 payload = {"model": model, "max_tokens": 16,
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
                     ok += 1
                 except Exception as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        stop_watchers(watchers)
         client.close()
         print(client.stats().table())
         s = sim.stats()
