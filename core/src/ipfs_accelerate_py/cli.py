@@ -500,6 +500,27 @@ def cmd_request(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_limits(args: argparse.Namespace) -> int:  # issue 12; logic in limits_report.py
+    from .client import Client
+    from .limits_report import probe_limits
+
+    name, cls = _one_backend(args)
+    op = args.operation or next((o for o in _CHAT_OPS + _INFER_OPS if o in cls.operations), None)
+    if op is None or op not in cls.operations:
+        raise CliError(f"backend {name!r}: choose a probe operation with --operation; its "
+                       f"operations: {', '.join(cls.operations)}")
+    cfg = _backend_config(name, cls, args, read_keys_file(args.keys_file) if args.keys_file
+                          else None, _parse_base_urls([args.base_url] if args.base_url else None,
+                                                      [name]).get(name))
+    with Client([cfg], _client_config(args)) as client:
+        report, errors = probe_limits(client, name, op, _payload_for("chat", op, args, cls),
+                                      args.probes)
+    for e in errors:
+        _err(f"probe failed: {REDACT(e)}")
+    print(report)
+    return EXIT_OK if len(errors) < args.probes or not args.probes else EXIT_FAILED
+
+
 # --------------------------------------------------------------------------- batch
 class _Line:
     __slots__ = ("id", "line_no", "backend", "operation", "payload", "priority")
@@ -903,6 +924,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_key_options(p)
         p.add_argument("--timeout", type=float, metavar="SECONDS", help="read timeout")
         p.set_defaults(func=cmd_request, concurrency=1)
+
+    p = sub.add_parser("limits", help="probe a backend and show each key's learned limits",
+                       description="Send a few tiny requests, then print each key's rate, "
+                                   "capacity and window and where each came from (configured, "
+                                   "response headers, 429s).")
+    p.add_argument("--backend", "-b", required=True)
+    p.add_argument("--base-url")
+    p.add_argument("--model", "-m")
+    p.add_argument("--operation", help="the probe's operation (default: chat-like)")
+    p.add_argument("--probes", type=int, default=3, metavar="N", help="(default: %(default)s)")
+    _add_key_options(p)
+    _add_pipeline_options(p)
+    p.set_defaults(func=cmd_limits, text=["ping"], max_tokens=1, system=None, payload=None)
 
     p = sub.add_parser(
         "batch", help="run a JSONL file of requests (resumable)",
