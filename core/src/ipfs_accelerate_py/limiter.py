@@ -371,10 +371,11 @@ class _Dimension:
                 self.learned.reconfigure(rate, cap, now)
         if self.configured is not None:
             # The burst the server tolerates wins over a larger configured one.
-            if ev.learn_burst and ev.peak >= 0 and cap is not None and cap < self.cfg_cap:
-                if self.configured.capacity != cap:
-                    self.configured.reconfigure(self.configured.rate, cap, now)
-                    self.cap_source = "headers"
+            if ev.learn_burst and ev.peak >= 0 and ev.capacity is not None:
+                want = min(self.cfg_cap, ev.capacity)  # a new peak may raise it again
+                if self.configured.capacity != want:
+                    self.configured.reconfigure(self.configured.rate, want, now)
+                self.cap_source = "headers" if want < self.cfg_cap else self.cfg_cap_source
             self.rate_source = "configured"
         else:
             self.rate_source = source
