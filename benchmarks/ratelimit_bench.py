@@ -94,7 +94,17 @@ def cell(style: str, configured: bool, protocol: str, n_keys: int, args) -> dict
                                             retry=RetryPolicy(max_attempts=20, max_delay=2.0)))
         payload = {"model": "claude-3-5-haiku-latest" if protocol == "claude" else "gpt-4o-mini",
                    "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+        early: list[int] = []
+
+        def first_second() -> None:  # the 429s of the first second: nothing known yet
+            time.sleep(1.0)
+            early.append(sim.stats()["rate_limited"])
+
+        import threading
+
         t0 = time.monotonic()
+        watcher = threading.Thread(target=first_second, daemon=True)
+        watcher.start()
         futures = [client.submit(Request(operation=op, payload=payload, backend=protocol),
                                  block=True) for _ in range(n)]
         ok = 0
@@ -105,6 +115,7 @@ def cell(style: str, configured: bool, protocol: str, n_keys: int, args) -> dict
             except Exception:
                 pass
         wall = time.monotonic() - t0
+        watcher.join()
         snap = client.stats().to_dict()
         client.close()
         s = sim.stats()
@@ -115,6 +126,7 @@ def cell(style: str, configured: bool, protocol: str, n_keys: int, args) -> dict
     return {"style": style, "configured": configured, "protocol": protocol, "keys": n_keys,
             "n": n, "ideal": ideal, "wall": wall, "ratio": wall / ideal, "ok": ok,
             "lost": n - ok, "r429": s["rate_limited"],
+            "r429_late": s["rate_limited"] - (early[0] if early else 0),
             "learned_rps": req.get("rate_per_second"), "learned_cap": req.get("capacity"),
             "rate_source": req.get("rate_source")}
 
@@ -177,21 +189,23 @@ def write(rows: list[dict], args, head: str, started: str) -> None:
         "RFC 3339 resets at 1 s resolution and whole-second `retry-after`.",
         "",
         f"Targets: wall <= {TARGET_CONFIGURED}x ideal configured, <= {TARGET_LEARNED}x learned; "
-        "429s <= 1 % of requests; zero lost; no stall.",
+        "429s after the first second <= 1 % of requests; zero lost; no stall (a stall would "
+        "show as a wall time far above the ideal, or lost requests at the deadline of 3x "
+        "ideal + 30 s).",
         "",
-        "| protocol | style | limit | keys | n | ideal s | wall s | x ideal | 429s | lost | "
+        "| protocol | style | limit | keys | n | ideal s | wall s | x ideal | 429s (after 1 s) | lost | "
         "learned req/s | capacity | rate from | target |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         target = TARGET_CONFIGURED if r["configured"] else TARGET_LEARNED
-        met = r["ratio"] <= target and r["lost"] == 0 and r["r429"] <= 0.01 * r["n"] + r["keys"] * 3
+        met = r["ratio"] <= target and r["lost"] == 0 and r["r429_late"] <= 0.01 * r["n"]
         rate = "" if r["learned_rps"] is None else f"{r['learned_rps']:.2f}"
         cap = "" if r["learned_cap"] is None else f"{r['learned_cap']:g}"
         lines.append(
             f"| {r['protocol']} | {r['style']} | {'configured' if r['configured'] else 'learned'} "
             f"| {r['keys']} | {r['n']} | {r['ideal']:.1f} | {r['wall']:.1f} | {r['ratio']:.3f} | "
-            f"{r['r429']} | {r['lost']} | {rate} | {cap} | {r['rate_source'] or ''} | "
+            f"{r['r429']} ({r['r429_late']}) | {r['lost']} | {rate} | {cap} | {r['rate_source'] or ''} | "
             f"{'met' if met else '**missed**'} |")
     lines.append("")
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from ipfs_accelerate_py.breaker import CircuitBreaker
 from ipfs_accelerate_py.config import BreakerPolicy
 from ipfs_accelerate_py.limiter import KeyLimiter
-from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 from ipfs_accelerate_redis import RedisStateStore
 
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -62,22 +61,13 @@ def test_breaker_matches_the_core(redis_server, ops, trials, threshold) -> None:
         store.close()
 
 
-# Learned limits per hour: refill stays far below the comparison tolerance even when the
-# machine stalls for seconds between the two limiters' clocks.
-info_st = st.builds(RateLimitInfo,
-                    limit_requests=st.sampled_from([None, 6.0, 60.0]),
-                    remaining_requests=st.sampled_from([None, 0.0, 1.0, 3.0, 50.0]),
-                    reset_requests=st.sampled_from([None, 600.0]),
-                    request_window=st.just(3600.0),
-                    limit_tokens=st.sampled_from([None, 60.0]),
-                    remaining_tokens=st.sampled_from([None, 0.0, 10.0, 100.0]),
-                    reset_tokens=st.sampled_from([None, 600.0]),
-                    token_window=st.just(3600.0))
+# Learning from headers is not compared: the core reads them as an exact bucket's (rate
+# from the resets, capacity from limit or burst, issue 12) while the Lua script keeps the
+# simpler learning its module docstring describes; test_redis_limiter covers that.
 limiter_ops = st.lists(st.one_of(
     st.tuples(st.just("acquire"), st.sampled_from([0, 10, 200])),
     st.tuples(st.just("release"), st.sampled_from([0, 10])),
     st.tuples(st.just("reconcile"), st.sampled_from([-50, 30])),
-    st.tuples(st.just("observe"), info_st),
     st.tuples(st.just("o429"), st.sampled_from([None, 600.0])),
     st.tuples(st.just("ok"), st.none()),
 ), min_size=1, max_size=20)

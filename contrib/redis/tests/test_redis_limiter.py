@@ -170,3 +170,18 @@ def test_learned_request_capacity_is_the_peak_remaining_plus_one(redis_url: str,
     assert snap["request_level"] == pytest.approx(3.0)  # capacity: peak 2 (from b) + 1
     a.close()
     b.close()
+
+
+def test_remaining_read_as_of_when_the_request_was_sent(redis_url: str,
+                                                        namespace: str) -> None:
+    """Issue 12: a ``remaining`` counted one latency ago, rounded down, no longer throws
+    away the refill since; read as counted now (no ``sent_at``), it still lowers."""
+    store = _store(redis_url, namespace, refresh=0.0)
+    now = time.monotonic()
+    lim = store.limiter("b/k", 600.0, None, 5.0, now)  # 10/s, capacity 5
+    info = RateLimitInfo(remaining_requests=1)
+    lim.observe(info, now, sent_at=now - 0.2)  # at most 1 + 1 + 2 refilled = 4 proven
+    assert lim.snapshot(now)["request_level"] >= 4.0 - 1e-6
+    lim.observe(info, time.monotonic())
+    assert lim.snapshot(time.monotonic())["request_level"] <= 1.5
+    store.close()

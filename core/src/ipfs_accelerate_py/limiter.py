@@ -128,6 +128,8 @@ class TokenBucket:
 
 #: Samples of (remaining, reset) kept to bound the refill rate.
 _MAX_SAMPLES = 32
+#: Resets finer than this (durations in ms) are precise enough to pair up.
+_PAIR_RESOLUTION = 0.01
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -160,14 +162,15 @@ class _Evidence:
         self.limit: float | None = None
         self.window = 60.0
         self.peak = -1.0
-        self.samples: list[tuple[float, float, float]] = []  # (remaining, reset, resolution)
+        # (remaining, reset, resolution, admitted)
+        self.samples: list[tuple[float, float, float, bool]] = []
         self.learn_burst = learn_burst
         self.rate: float | None = None
         self.capacity: float | None = None
         self.source: str | None = None
 
     def add(self, limit: float | None, remaining: float | None, reset: float | None,
-            window: float | None, resolution: float) -> None:
+            window: float | None, resolution: float, admitted: bool = False) -> None:
         if limit is not None and limit > 0 and not math.isinf(limit):
             if self.limit is not None and limit != self.limit:
                 self.samples.clear()  # the quota changed: old evidence is void
@@ -179,23 +182,30 @@ class _Evidence:
             if remaining > self.peak:
                 self.peak = float(remaining)
             if reset is not None and reset >= 0:
-                self.samples.append((float(remaining), float(reset), resolution))
+                self.samples.append((float(remaining), float(reset), resolution,
+                                     admitted and self.learn_burst))
                 del self.samples[:-_MAX_SAMPLES]
         self._solve()
 
     def _bounds(self, cap: float) -> tuple[float, float] | None:
         lo, hi = 0.0, math.inf
-        for remaining, reset, res in self.samples:
+        for remaining, reset, res, admitted in self.samples:
             d = cap - remaining
             if d <= 0:
-                if d < 0:
+                if d < 0 or admitted:
                     return None  # more left than this capacity holds
                 continue  # a full bucket says nothing about the rate
-            lo = max(lo, max(0.0, d - 1.0) / (reset + res))
+            # an admitted request just took one: the level is at most C - 1 then
+            d_lo = max(d - 1.0, 1.0) if admitted else max(0.0, d - 1.0)
+            lo = max(lo, d_lo / (reset + res))
             hi = min(hi, d / (reset - res) if reset > res else math.inf)
             if lo > hi * (1 + 1e-9):
                 return None
         return lo, hi
+
+    def lo_of(self, cap: float) -> float:
+        b = self._bounds(cap)
+        return 0.0 if b is None else b[0]
 
     def _solve(self) -> None:
         while True:
@@ -212,19 +222,19 @@ class _Evidence:
             return self._fallback()
         burst = self.peak + 1.0 if self.learn_burst and self.peak >= 0 else None
         limit = self.limit
-        if limit is not None and burst is not None and burst >= limit:
-            burst = None
-        if limit is not None:
-            b = self._bounds(limit)
-            prior = limit / self.window
-            if b is not None and b[0] <= prior * (1 + 1e-9) and prior <= b[1] * (1 + 1e-9):
-                return prior, limit, "headers: limit per window"
-            if b is not None and not math.isinf(b[1]) and self.samples:
-                return b[1], limit, "headers: reset"
-        if burst is not None and self.samples:
-            b = self._bounds(burst)
-            if b is not None and not math.isinf(b[1]):
-                return b[1], burst, "headers: reset"
+        if limit is not None and burst is not None and burst == limit:
+            burst = None  # the same candidate
+        prior = None if limit is None else limit / self.window
+        fits = [(cap, self._bounds(cap)) for cap in (limit, burst) if cap is not None]
+        fits = [(cap, b) for cap, b in fits if b is not None]
+        # the stated rate, with either capacity, when the resets agree with it ...
+        for cap, (lo, hi) in fits:
+            if prior is not None and lo <= prior * (1 + 1e-9) and prior <= hi * (1 + 1e-9):
+                return prior, cap, "headers: limit per window"
+        # ... else what the resets prove, the smaller capacity first
+        for cap, (lo, hi) in sorted(fits, key=lambda f: f[0]):
+            if not math.isinf(hi):
+                return hi, cap, "headers: reset"
         return None
 
     def _fallback(self) -> tuple[float, float, str] | None:
@@ -232,7 +242,7 @@ class _Evidence:
             return None
         cap = self.limit
         if self.learn_burst and self.peak >= 0:
-            cap = max(1.0, min(cap, self.peak + 1.0))
+            cap = max(1.0, self.peak + 1.0)
         lo = 0.0
         b = self._bounds(cap)
         if b is not None:
@@ -244,7 +254,7 @@ class _Dimension:
     """One quota dimension of a key: a configured bucket, a learned one, or both (all
     enforced), the evidence, and the history of what was taken when."""
 
-    __slots__ = ("name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+    __slots__ = ("learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
                  "evidence", "history", "taken", "rate_source", "cap_source")
 
     def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
@@ -259,6 +269,10 @@ class _Dimension:
         self.evidence = _Evidence(learn_burst=name == "requests")
         self.history: deque[tuple[float, float]] = deque(maxlen=_MAX_HISTORY)
         self.taken = 0.0  # cumulative units taken (estimates, for tokens)
+        self.resets: deque[tuple[float, float]] = deque(maxlen=64)  # (sent_at, reset)
+        self.pairs: deque[float] = deque(maxlen=15)  # rate estimates from pairs of resets
+        self.ceiling: float | None = None  # the learned rate as 429s lowered it
+        self.learned_at = math.inf  # when the learned bucket started pacing
         self.rate_source = None if cfg_rate is None else "configured"
         self.cap_source = None if cfg_rate is None else cap_source
 
@@ -278,6 +292,34 @@ class _Dimension:
     def refund(self, amount: float, now: float, since: float | None) -> None:
         for b in self.buckets():
             b.refund(_decayed(b, amount, now, since), now)
+
+    def _taken_at(self, t: float) -> float | None:
+        for stamp, total in reversed(self.history):
+            if stamp <= t:
+                return total
+        return None if len(self.history) == self.history.maxlen else 0.0
+
+    def _pair(self, sent_at: float, reset: float, resolution: float) -> None:
+        """Two admitted responses i, j (sent in that order): between them the server
+        refilled ``rate * (sent_j - sent_i)`` and lost the ``n`` units we sent, so its
+        time-to-full fell by ``(sent_j - sent_i) - n / rate``.  Solved for the rate;
+        exact while the bucket did not fill up in between (else an under-estimate, so
+        such pairs are skipped: j must be sent before i's reset was over)."""
+        prev = None
+        for item in reversed(self.resets):
+            if item[0] < sent_at:
+                prev = item
+                break
+        self.resets.append((sent_at, reset))
+        if prev is None or sent_at - prev[0] >= prev[1] - 2 * _PAIR_RESOLUTION:
+            return
+        a, b = self._taken_at(prev[0]), self._taken_at(sent_at)
+        if a is None or b is None or b - a < 1.0:
+            return
+        # minus the resets' rounding: an upper estimate, never below the truth
+        denom = (sent_at - prev[0]) - prev[1] + reset - 2 * resolution
+        if denom > 2 * _PAIR_RESOLUTION:
+            self.pairs.append((b - a) / denom)
 
     def taken_since(self, t: float) -> float | None:
         """Units taken strictly after ``t``; None when history no longer reaches back."""
@@ -299,24 +341,41 @@ class _Dimension:
         return min(rates) if rates else None
 
     def observe(self, limit: float | None, remaining: float | None, reset: float | None,
-                window: float | None, resolution: float, sent_at: float, now: float) -> None:
+                window: float | None, resolution: float, sent_at: float, now: float,
+                admitted: bool = False) -> None:
         ev = self.evidence
-        ev.add(limit, remaining, reset, window, resolution)
+        ev.add(limit, remaining, reset, window, resolution, admitted)
         rate, cap, source = ev.rate, ev.capacity, ev.source
+        if admitted and reset is not None and resolution <= _PAIR_RESOLUTION:
+            self._pair(sent_at, reset, resolution)
+            if source == "headers: reset" and self.pairs and rate is not None:
+                # The rounding of ``remaining`` leaves the bounds loose while the client
+                # sends in step with the server; pairs of resets are exact: clamp to them.
+                est = sorted(self.pairs)[len(self.pairs) // 2]
+                rate = max(ev.lo_of(cap), min(rate, est)) if cap is not None else rate
+        if (self.ceiling is not None and source is not None and rate is not None
+                and cap is not None and self.ceiling < rate):
+            rate = max(ev.lo_of(cap), self.ceiling)
+            source += ", lowered by 429s"
         if rate is not None and cap is not None and self.burst is not None:
             cap = min(cap, self.burst)
         if rate is not None and cap is not None:
             if self.learned is None:
-                start = None if remaining is None else max(0.0, remaining)
+                # start where our own pacing is, else at what the server said; the
+                # correction below then applies what ``remaining`` proves
+                start = (self.configured.level(now) if self.configured is not None else
+                         None if remaining is None else max(0.0, remaining))
                 self.learned = TokenBucket(rate, cap, now, start)
+                self.learned_at = now
             elif (rate, cap) != (self.learned.rate, self.learned.capacity):
                 self.learned.reconfigure(rate, cap, now)
         if self.configured is not None:
             # The burst the server tolerates wins over a larger configured one.
-            if ev.learn_burst and ev.peak >= 0 and cap is not None and cap < self.cfg_cap:
-                if self.configured.capacity != cap:
-                    self.configured.reconfigure(self.configured.rate, cap, now)
-                    self.cap_source = "headers"
+            if ev.learn_burst and ev.peak >= 0 and ev.capacity is not None:
+                want = min(self.cfg_cap, ev.capacity)  # a new peak may raise it again
+                if self.configured.capacity != want:
+                    self.configured.reconfigure(self.configured.rate, want, now)
+                self.cap_source = "headers" if want < self.cfg_cap else self.cfg_cap_source
             self.rate_source = "configured"
         else:
             self.rate_source = source
@@ -330,7 +389,13 @@ class _Dimension:
         # [sent_at, now], rounded down: the server held less than remaining + 1 then, has
         # refilled at most rate * (now - sent_at) since, and lost what was sent after.
         refill = (self.learned or self.configured).rate if self.buckets() else 0.0
-        upper = remaining + 1.0 + refill * max(0.0, now - sent_at) - since
+        held = remaining + 1.0
+        if reset is not None and self.learned is not None and not math.isinf(resolution):
+            # with the bucket's shape known, the reset pins the level closer than the
+            # rounding does: C - rate * reset (widened by the reset's resolution)
+            b = self.learned
+            held = min(held, max(remaining, b.capacity - b.rate * max(0.0, reset - resolution)))
+        upper = held + refill * max(0.0, now - sent_at) - since
         lower = remaining - since
         for b in self.buckets():
             if b.level(now) > upper:
@@ -339,6 +404,21 @@ class _Dimension:
             # The server holds more than we thought (it refilled, or idled to full):
             # never stall on our own under-estimate.
             self.learned.set_level(lower, now)
+
+    def refused(self, now: float, sent_at: float | None) -> None:
+        """A 429 although the learned bucket admitted the request: the rate, which the
+        headers only bound from above, is too high.  Lower it 1 % per refusal, never
+        below what the headers prove (their lower bound): pacing a hair under the quota
+        costs far less than a refusal every few requests."""
+        ev, b = self.evidence, self.learned
+        if sent_at is None or sent_at < self.learned_at:
+            return  # sent before anything was learned: no verdict on the learned rate
+        if b is None or ev.source is None or ev.rate is None or ev.capacity is None:
+            return
+        self.ceiling = max(ev.lo_of(ev.capacity), b.rate * 0.99)
+        if self.ceiling < b.rate:
+            b.reconfigure(self.ceiling, b.capacity, now)
+            self.rate_source = ev.source + ", lowered by 429s"
 
     def describe(self, now: float) -> dict[str, Any] | None:
         if not self.buckets():
@@ -407,6 +487,7 @@ class KeyLimiter:
         self._cooldown_source: str | None = None
         self._consecutive_429 = 0
         self._tokens_exhausted = False
+        self._last_sent_at: float | None = None
 
     # -- admission --------------------------------------------------------------------
 
@@ -468,23 +549,29 @@ class KeyLimiter:
 
         ``sent_at`` (when the request was admitted, as passed to :meth:`acquire`) lets
         ``remaining`` be read as what it is: a count made one latency ago; without it
-        the response is taken as counted ``now``.  A ``remaining`` of 0 cools the key
-        down until the next unit refills (or the reset, when sooner or no rate is
-        known).  ``retry_after`` is not read here: a 429 goes through :meth:`observe_429`.
+        the response is taken as counted ``now``.  A ``remaining`` of 0 with no rate to
+        pace by cools the key down until ``sent_at + reset``.  ``retry_after`` is not read here: a 429 goes through :meth:`observe_429`.
         """
         sent = now if sent_at is None or sent_at > now else sent_at
-        res = getattr(info, "reset_resolution", 0.001)
+        self._last_sent_at = sent_at  # a 429's observe_429 follows its observe
+        res = getattr(info, "reset_resolution", 0.0005)
+        if res >= 1.0:
+            # an instant (Anthropic) read on arrival: the server counted up to one
+            # latency earlier, so the reset it meant may be that much longer
+            res += now - sent
         for dim, limit, remaining, reset, window in (
                 (self._req, info.limit_requests, info.remaining_requests, info.reset_requests,
                  info.request_window),
                 (self._tok, info.limit_tokens, info.remaining_tokens, info.reset_tokens,
                  info.token_window)):
-            dim.observe(limit, remaining, reset, window, res, sent, now)
-            if remaining is not None and remaining <= 0 and reset is not None and reset > 0:
-                rate = dim.rate()
-                step = reset if rate is None else min(reset, 1.0 / rate)
-                if now + step > self._cooldown_until:
-                    self._cooldown_until = now + step
+            dim.observe(limit, remaining, reset, window, res, sent, now,
+                        admitted=info.retry_after is None)
+            if (remaining is not None and remaining <= 0 and reset is not None and reset > 0
+                    and dim.rate() is None):
+                # No rate to refill a bucket by: wait out the reset, counted from when
+                # the server could first have said it (a bucket paces the known rates).
+                if sent + reset > self._cooldown_until:
+                    self._cooldown_until = sent + reset
                     self._cooldown_source = f"headers: {dim.name} remaining 0"
         self._tokens_exhausted = info.remaining_tokens is not None and info.remaining_tokens <= 0
 
@@ -516,6 +603,8 @@ class KeyLimiter:
         if now + wait > self._cooldown_until:
             self._cooldown_until = now + wait
             self._cooldown_source = source
+        if not self._tokens_exhausted:
+            self._req.refused(now, self._last_sent_at)
         for b in self._req.buckets():
             if b.level(now) > 0:
                 b.set_level(0.0, now)

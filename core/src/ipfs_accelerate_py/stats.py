@@ -138,7 +138,9 @@ class StatsSnapshot:
         return sum(b["outcomes"].get(outcome, 0) for b in self.backends.values())
 
     def table(self) -> str:
-        """A readable fixed-width table: one row per backend, then one per key."""
+        """A readable fixed-width table: one row per backend, then one per key; then,
+        when any key has a limit, each key's rate, capacity and window and where they
+        came from (:func:`~ipfs_accelerate_py.limits_report.render_limits`)."""
         head = (f"{'scope':<28} {'ok':>7} {'failed':>7} {'retries':>7} {'429s':>6} "
                 f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'tokens':>9} {'inflight':>8} "
                 f"{'queued':>6} {'state':>10}")
@@ -161,6 +163,11 @@ class StatsSnapshot:
             state = ("disabled" if d.get("healthy") is False else
                      (f"hr {hr:.0%}" if isinstance(hr, float) else ""))
             rows.append(row("  " + name, d, state))
+        if any((d.get("limiter") or {}).get("requests") or (d.get("limiter") or {}).get("tokens")
+               for d in self.keys.values()):
+            from .limits_report import render_limits
+
+            rows += ["", render_limits(self.keys)]
         return "\n".join(rows)
 
     def __str__(self) -> str:

@@ -1,7 +1,8 @@
 """A :class:`~ipfs_accelerate_py.limiter.KeyLimiter` whose buckets live in Redis.
 
 Same interface and semantics as the core's limiter (request and token buckets, learned
-limits, 429 cooldowns with adaptive backoff), but shared by every process that uses the
+limits, 429 cooldowns with adaptive backoff) -- except the learning from headers, which
+keeps the simpler pre-issue-12 rules (see the README: "What differs") -- but shared by every process that uses the
 same Redis and scope.  Each call makes at most one round trip: ``acquire``, ``observe``,
 ``observe_429``, ``release_unsent`` and ``reconcile`` run one atomic script; ``wait_time``,
 ``headroom`` and ``snapshot`` answer from the last state read (see :mod:`.mirror`),

@@ -2,6 +2,7 @@
 
     ipfs-accelerate plugins                      installed backends, strategies, versions
     ipfs-accelerate chat|embed|infer ...         one request to a backend
+    ipfs-accelerate limits -b NAME               each key's learned rate, capacity, window
     ipfs-accelerate batch IN.jsonl -o OUT.jsonl  a resumable JSONL batch through the pipeline
     ipfs-accelerate sim --port 8765              the local provider simulator
     ipfs-accelerate demo                         simulator + a few hundred requests, offline
@@ -22,14 +23,14 @@ import argparse
 from typing import Sequence
 
 from ..jobs import JobError, read_batch_input
-from . import batch, demo, plugins, request, sim
+from . import batch, demo, limits, plugins, request, sim
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REDACT, CliError, err
 
 __all__ = ["main", "build_parser", "CliError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "REDACT", "read_batch_input"]
 
 #: The core's commands, in the order ``--help`` lists them.
-COMMANDS = (plugins, request, batch, sim, demo)
+COMMANDS = (plugins, request, limits, batch, sim, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,7 +42,9 @@ class Bucket:
     def wait(self, cost: float) -> float:
         """Seconds until ``cost`` is available (after :meth:`refill`)."""
         need = min(cost, self.capacity) - self.level
-        return 0.0 if need <= 0 else need / self.rate
+        # (float rounding: a client pacing at exactly this rate must not be refused for
+        # arriving 1e-15 of a unit early)
+        return 0.0 if need <= 1e-9 * max(1.0, cost) else need / self.rate
 
     def until_full(self) -> float:
         return (self.capacity - self.level) / self.rate
@@ -80,7 +82,8 @@ class KeyQuota:
 
     def _request_limit(self, r: Bucket) -> float:
         window = HEADER_STYLES[self.style]
-        return round(r.capacity if window is None else r.rate * window)
+        # a window's limit is never below the burst it lets through
+        return round(r.capacity if window is None else max(r.rate * window, r.capacity))
 
     def info(self, retry_after: float | None, tokens_short: bool = False) -> RateLimitInfo:
         r, t = self.requests, self.tokens

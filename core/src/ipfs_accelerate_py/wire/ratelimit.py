@@ -27,9 +27,10 @@ class RateLimitInfo:
     request_window: float = 60.0  # the request limit is per this many seconds
     token_window: float = 60.0
     retry_after: float | None = None
-    #: How coarse the reset figures are (seconds): 1 ms for OpenAI-style durations, 1 s
-    #: for Anthropic's RFC 3339 instants.  The limiter widens its rate bounds by this.
-    reset_resolution: float = 0.001
+    #: How far a reset figure may be from the truth (seconds): half a millisecond for
+    #: OpenAI-style durations rounded to the ms, 1 s for Anthropic's RFC 3339 instants.
+    #: The limiter widens its rate bounds by this.
+    reset_resolution: float = 0.0005
 
     def is_empty(self) -> bool:
         return all(v is None for v in (self.limit_requests, self.remaining_requests,
