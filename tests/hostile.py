@@ -69,10 +69,10 @@ class RawServer:
             t.start()
 
     def _handle(self, sock: socket.socket) -> None:
-        sock.settimeout(5)
+        sock.settimeout(0.1)
         with sock:
             while not self._stop.is_set():
-                head = _read_request(sock)
+                head = _read_request(sock, self._stop)
                 if head is None:
                     return
                 with self._lock:
@@ -98,11 +98,15 @@ class RawServer:
             t.join(5)
 
 
-def _read_request(sock: socket.socket) -> bytes | None:
+def _read_request(sock: socket.socket, stop: threading.Event) -> bytes | None:
     data = b""
     while b"\r\n\r\n" not in data:
         try:
             part = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            if stop.is_set():
+                return None
+            continue
         except OSError:
             return None
         if not part:
@@ -115,7 +119,12 @@ def _read_request(sock: socket.socket) -> bytes | None:
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
     while len(body) < length:
-        part = sock.recv(65536)
+        try:
+            part = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            if stop.is_set():
+                return None
+            continue
         if not part:
             return None
         body += part
@@ -133,11 +142,9 @@ def json_response(body: bytes, status: str = "200 OK", **headers: str) -> bytes:
 
 
 def gzip_bomb(size: int) -> bytes:
-    """A gzip stream of ``size`` zero bytes (1 GiB compresses to about 1 MB)."""
+    """A gzip body of ``size`` zero bytes (1 GiB is about 1 MB on the wire): one member
+    of 16 MiB repeated, since concatenated gzip members decode to their concatenation."""
+    member_size = min(size, 16 << 20)
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
-    block = bytes(1 << 20)
-    out = []
-    for _ in range(size // len(block)):
-        out.append(comp.compress(block))
-    out.append(comp.flush())
-    return b"".join(out)
+    member = comp.compress(bytes(member_size)) + comp.flush()
+    return member * (size // member_size)
