@@ -20,7 +20,13 @@ from ipfs_accelerate_py.errors import (
     RateLimited,
     TransientError,
 )
-from ipfs_accelerate_py.retry import RetryBudget, RetryDecision, backoff_delay, decide_retry
+from ipfs_accelerate_py.retry import (
+    RetryBudget,
+    RetryDecision,
+    backoff_delay,
+    capped_retry_after,
+    decide_retry,
+)
 
 def rng():
     return random.Random(42)
@@ -257,3 +263,29 @@ def test_budget_thread_stress():
     assert b.snapshot(1.0) == {"requests": 32_000, "retries": total}
     assert total <= 0.25 * 32_000
     assert total >= 0.25 * 32_000 - 16  # each grant happens once its requests are in
+
+
+# --- capped_retry_after (the retry's delay and the key's cooldown) ----------------------
+@pytest.mark.parametrize("value,expected", [
+    (None, None), (float("nan"), None), ("soon", None), (-5.0, 0.0), (2.5, 2.5),
+    (999999.0, 5.0), (float("inf"), 5.0), (1e308, 5.0),
+])
+def test_capped_retry_after(value, expected):
+    assert capped_retry_after(RetryPolicy(max_retry_after=5.0), value) == expected
+
+
+def test_capped_retry_after_is_none_when_hints_are_ignored():
+    assert capped_retry_after(RetryPolicy(honor_retry_after=False), 3.0) is None
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_capped_retry_after_stays_within_the_cap(value):
+    got = capped_retry_after(RetryPolicy(max_retry_after=7.0), value)
+    assert got is None or 0.0 <= got <= 7.0
+
+
+def test_huge_retry_after_delay_is_capped_in_the_decision():
+    err = TransientError("busy", retry_after=float("inf"))
+    d = decide_retry(RetryPolicy(max_retry_after=2.0, jitter=False, base_delay=0.1), 1, err,
+                     now=0.0, deadline=100.0, rng=rng())
+    assert d.retry and d.delay == 2.0

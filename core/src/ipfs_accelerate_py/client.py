@@ -46,7 +46,7 @@ from .events import (
     RequestRetried,
     RequestStarted,
 )
-from .http import Transport
+from .http import Transport, redirect_error
 from .retry import capped_retry_after
 from .keys import ApiKey
 from .futures import RequestFuture
@@ -751,7 +751,10 @@ class Client:
             if info is not None:
                 hints.append(info)
             if not 200 <= resp.status_code < 300:  # redirects are not followed: an error too
-                raise backend.classify_error(request, resp)
+                error = backend.classify_error(request, resp)
+                if 300 <= resp.status_code < 400:  # -- issue 13.8: never retried
+                    error = redirect_error(error, resp)
+                raise error
             if not request.stream:
                 return backend.parse_response(request, resp)
             chunks = backend.parse_stream(request, resp)

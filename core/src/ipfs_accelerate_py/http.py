@@ -23,7 +23,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from requests.utils import get_auth_from_url
 from requests.utils import get_environ_proxies
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .errors import (
@@ -170,7 +170,8 @@ class Transport:
         """Send ``req``; return the response with its body read (bounded), or, for a
         streamed request, with a body that reads under the same bounds.  Network faults
         become :class:`RequestTimeout` / :class:`ConnectionFailed`, a 3xx
-        :class:`UnexpectedRedirect`, an oversized body :class:`ResponseTooLarge`.  The
+        an oversized body :class:`ResponseTooLarge` (a 3xx is returned, never followed:
+        see :func:`redirect_error`).  The
         errors carry no chained ``requests`` exception: that one holds the sent headers."""
         connect, read = req.timeout or timeout
         if req.deadline is not None:
@@ -240,6 +241,26 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
+class BodyCut(ConnectionFailed, ProtocolError):
+    """A body cut mid-way or corruptly encoded: a :class:`ConnectionFailed` (retried).  It
+    is also a urllib3 ``ProtocolError`` so that a backend reading a raw stream, which
+    catches the transport's own errors to classify them itself, still does."""
+
+
+def redirect_error(error: ProviderError, response: requests.Response) -> UnexpectedRedirect:
+    """The backend's classification of a 3xx answer (its message and code kept), as the
+    non-retried :class:`UnexpectedRedirect` naming the ``Location``: a redirect is never
+    followed (the key would go elsewhere) and is no passing fault."""
+    location = response.headers.get("location")
+    message = (f"HTTP {response.status_code} redirect to {location or '(no Location)'} not "
+               f"followed; check the base URL: {error.message}")
+    err = UnexpectedRedirect(message, status=response.status_code, code=error.code,
+                             location=location, backend=error.backend,
+                             request_id=error.request_id, response=response,
+                             provider_request_id=error.provider_request_id)
+    return err
+
+
 class BoundedBody:
     """Stands in for ``response.raw`` (a urllib3 response): every read goes through
     :meth:`stream`, which reads what has arrived (``read1``, so a dripping server cannot
@@ -299,7 +320,7 @@ class BoundedBody:
             except (Urllib3Error, HTTPException, OSError, ValueError) as exc:
                 # A cut body (ProtocolError, IncompleteRead, a reset) or a corrupt
                 # encoding (DecodeError): the network's fault, worth another attempt.
-                failure = self._error(ConnectionFailed, "answer cut or corrupt after "
+                failure = self._error(BodyCut, "answer cut or corrupt after "
                                       f"{self.received} bytes: {type(exc).__name__}")
             if failure is not None:
                 self._raw.close()
