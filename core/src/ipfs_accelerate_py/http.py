@@ -197,14 +197,6 @@ class Transport:
         if failure is not None:
             raise failure  # outside the except block: no __context__ holding the headers
         _redact(resp.request, req.auth)
-        if 300 <= resp.status_code < 400:
-            location = resp.headers.get("location")
-            resp.close()
-            raise UnexpectedRedirect(
-                f"HTTP {resp.status_code} redirect to "
-                f"{redact_url(location) if location else '(no Location)'} not followed"
-                f"; check the base URL", status=resp.status_code, location=location,
-                backend=backend, request_id=request_id, response=resp)
         body = BoundedBody(resp, max_body=req.max_body or DEFAULT_MAX_BODY, deadline=req.deadline,
                            read_timeout=read, backend=backend, request_id=request_id)
         resp.raw = body  # requests' iter_content/iter_lines now read through the bounds
@@ -252,6 +244,7 @@ def redirect_error(error: ProviderError, response: requests.Response) -> Unexpec
     non-retried :class:`UnexpectedRedirect` naming the ``Location``: a redirect is never
     followed (the key would go elsewhere) and is no passing fault."""
     location = response.headers.get("location")
+    location = redact_url(location) if location else None  # a Location may carry credentials
     message = (f"HTTP {response.status_code} redirect to {location or '(no Location)'} not "
                f"followed; check the base URL: {error.message}")
     err = UnexpectedRedirect(message, status=response.status_code, code=error.code,
