@@ -117,7 +117,7 @@ def test_one_key_source_numbered_variants_and_one_id_per_key() -> None:
     assert [k.reveal() for k in keys] == ["test-key-a1", "test-key-b2", "test-key-c3"]
     # the id comes from the key, not from where it was found
     assert keys[0].key_id == ApiKey("test-key-a1").key_id == "key-" + key_fingerprint("test-key-a1")
-    from ipfs_accelerate_py.cli import env_keys
+    from ipfs_accelerate_py.cli.keys import env_keys
     from ipfs_accelerate_openai.backend import OpenAIBackend
 
     cli = env_keys(OpenAIBackend, env)

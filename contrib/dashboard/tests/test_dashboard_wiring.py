@@ -44,7 +44,7 @@ def test_client_serve_dashboard_without_the_plugin_names_the_extra():
 
     pm.add_plugin(openai_plugin, name="openai")
     with _client(pm) as client:
-        with pytest.raises(ConfigError, match="ipfs-accelerate-dashboard"):
+        with pytest.raises(ConfigError, match="dashboard extra"):
             client.serve_dashboard(0)
 
 

@@ -982,8 +982,9 @@ class Client:
         page = self._hooks.accelerate_serve_dashboard(client=self, port=port, host=host,
                                                       token=token)
         if page is None:
-            raise ConfigError("serve_dashboard", "no dashboard plugin is installed: "
-                                                 "pip install ipfs-accelerate-dashboard")
+            raise ConfigError("serve_dashboard", "no installed plugin serves a dashboard "
+                                                 "(install the dashboard extra; see "
+                                                 "docs/observability.md)")
         return page
 
     def stats(self) -> StatsSnapshot:
