@@ -101,14 +101,21 @@ def test_custom_queue_factory_is_used(pm, echo_server):
 
     made = []
 
+    class CountingQueue(PriorityRequestQueue):
+        pushed = 0
+
+        def push(self, entry, now):
+            self.pushed += 1
+            super().push(entry, now)
+
     class QueuePlugin:
         @hookimpl
         def accelerate_make_queue(self, config):
-            q = PriorityRequestQueue(maxsize=config.queue_size)
+            q = CountingQueue(maxsize=config.queue_size)
             made.append(q)
             return q
 
     pm.add_plugin(QueuePlugin(), name="queue")
     with make(pm, echo_server) as c:
         c.call("echo", "echo", {"n": 1})
-    assert len(made) == 1 and c._queue is made[0]
+    assert len(made) == 1 and made[0].pushed == 1
