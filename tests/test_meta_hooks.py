@@ -95,6 +95,11 @@ class Recorder:
         self.called.add("accelerate_make_state_store")
 
     @hookimpl
+    def accelerate_make_observer(self, name: str, options: Any, config: Any) -> Any:
+        self.called.add("accelerate_make_observer")
+        return self if name == "meta-recorder" else None
+
+    @hookimpl
     def accelerate_make_breaker(self, endpoint: str, policy: Any, store: Any,
                                 on_transition: Any) -> None:
         self.called.add("accelerate_make_breaker")
@@ -152,7 +157,7 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
     # Request 1 fails once (backoff, retried); request 2 fails twice, which trips the
     # breaker (window of 2, all failures), waits out the open interval and closes again.
     echo_server.script(down, lambda req: echo_server.protocol(req), down, down)
-    cfg = ClientConfig(max_concurrency=1, strategy="meta-first",
+    cfg = ClientConfig(max_concurrency=1, strategy="meta-first", observers=("meta-recorder",),
                        breaker=BreakerPolicy(window_size=2, minimum_calls=2,
                                              failure_rate_threshold=1.0, open_interval=0.01))
     with Client([BackendConfig("echo", keys=["test-key-1", "test-key-2"],

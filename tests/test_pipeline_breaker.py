@@ -12,6 +12,7 @@ from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfi
 from ipfs_accelerate_py.errors import CircuitOpenError
 from ipfs_accelerate_py.http import Transport
 from ipfs_accelerate_py.pipeline import Pipeline
+from ipfs_accelerate_py.state import InMemoryStateStore
 from ipfs_accelerate_py.testing import ManualClock
 from ipfs_accelerate_py.server import ServerResponse
 
@@ -154,7 +155,7 @@ def test_requests_picked_before_the_breaker_opened_are_not_sent_into_the_outage(
     transport = Transport(pool_size=2)
     p = Pipeline([BackendConfig("echo", keys=["test-key-1"], base_url=echo_server.url,
                                 max_concurrent_per_key=2)],
-                 config, pm, clock, 1, transport, pm.hooks.accelerate_make_state_store(config=config))
+                 config, pm, clock, 1, transport, InMemoryStateStore())
     jobs = [p.admission.admit(Request("echo", {"n": i}, backend="echo")) for i in range(2)]
     with p.s.lock:
         for j in jobs:

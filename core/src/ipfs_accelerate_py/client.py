@@ -25,6 +25,7 @@ from .config import ClientConfig
 from .errors import ClientClosedError, ConfigError
 from .events import Outcome
 from .futures import RequestFuture
+from .extensions import resolve_observers, resolve_state_store
 from .http import Transport
 from .pipeline import Job, Pipeline
 from .plugins import PluginManager, get_plugin_manager
@@ -59,14 +60,19 @@ class Client:
                 raise ConfigError("config", str(exc)) from None
         self.config = config
         self._pm = plugin_manager or get_plugin_manager()
-        hooks = self._pm.hooks
-        self._store = hooks.accelerate_make_state_store(config=config)
+        observers = resolve_observers(config, self._pm)
+        self._store, self._owns_store = resolve_state_store(config, self._pm)
         # Any object with Transport's send()/close() may replace the pooled session
         # (an application's own session settings, an in-memory transport in tests).
         self._transport = transport or Transport(pool_size=config.max_concurrency)
         self._clock = clock
-        self._pipeline = p = Pipeline(backends, config, self._pm, clock, seed, self._transport,
-                                      self._store)
+        try:
+            self._pipeline = p = Pipeline(backends, config, self._pm, clock, seed,
+                                          self._transport, self._store, observers)
+        except BaseException:
+            if self._owns_store:
+                self._store.close()
+            raise
         s = self._s = p.s
         self._cond = threading.Condition(s.lock)  # workers: work may be runnable
         self._space = threading.Condition(s.lock)  # submitters: queue space
@@ -339,10 +345,17 @@ class Client:
             if t is not threading.current_thread():
                 t.join(timeout=5)
         self._transport.close()
-        try:
-            self._store.close()  # a shared store's connections and threads
-        except Exception as exc:
-            log.warning("ipfs-accelerate: closing the state store failed: %s", exc)
+        if self._owns_store:  # only what this client made: a store passed in is shared
+            try:
+                self._store.close()
+            except Exception as exc:
+                log.warning("ipfs-accelerate: closing the state store failed: %s", exc)
+
+    def add_observer(self, observer: Any) -> None:
+        """Watch this client's events from now on: ``observer`` has some of the methods
+        ``accelerate_on_queued/started/retried/finished/breaker_changed(event)``.  One that
+        raises is logged and ignored."""
+        self._pipeline.monitor.add(observer)
 
     def __enter__(self) -> Client:
         return self

@@ -1,4 +1,5 @@
-"""The core's default hook implementations (registered last, so any plugin overrides)."""
+"""The core's default hook implementations: registered first, by the plugin manager's
+constructor, and marked ``trylast`` so that any plugin's implementation runs before them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def accelerate_make_queue(config: Any) -> Any:
 
 
 @hookimpl(trylast=True)
-def accelerate_make_state_store(config: Any) -> Any:
+def accelerate_make_state_store(url: str | None, config: Any) -> Any:
+    if url is not None and url.split("://", 1)[0] != "memory":
+        return None  # a scheme some installed extra must answer
     from .state import InMemoryStateStore
 
     return InMemoryStateStore()

@@ -3,8 +3,9 @@
 Every plugin is a module (or object) registered under the entry-point group
 ``ipfs_accelerate`` that implements some of the hooks below with
 ``@ipfs_accelerate_py.hookimpl``.  A plugin implements only what it needs; the core
-ships a default for every hook marked *firstresult*, registered last, so it works with
-no plugin but a backend.
+ships a default for every hook marked *firstresult*, marked ``trylast`` so any plugin's
+implementation runs before it (the defaults are registered first, when the plugin
+manager is made), so it works with no plugin but a backend.
 
 Hooks that may run for every request (``accelerate_select_key``, ``accelerate_backoff``
 and the monitoring hooks) are called on the pipeline's worker threads: keep them fast and
@@ -94,14 +95,37 @@ def accelerate_make_queue(config: ClientConfig) -> PriorityRequestQueue | None:
 
 
 @hookspec(firstresult=True)
-def accelerate_make_state_store(config: ClientConfig) -> StateStore | None:
-    """Make the store that holds limiter buckets, breakers and in-flight counters.
+def accelerate_make_state_store(url: str | None, config: ClientConfig) -> StateStore | None:
+    """Make the store of the client's rate limiters, circuit breakers and named counters.
 
+    Key slots, the queue and the stats stay in the client.
+
+    :param url: the configured store (``ClientConfig.state_store`` or the
+        ``IPFS_ACCELERATE_STATE_STORE`` environment variable), or None when none is
+        configured.  Answer only for a scheme you own (``redis://``...).
     :param config: the client's configuration.
     :return: a :class:`~ipfs_accelerate_py.state.StateStore`, or None.  First result wins;
-        the core's default keeps everything in memory.
+        the core's default answers None and ``memory://`` with an in-memory store.  The
+        client owns (closes) what this returns unless the store has ``shared = True``.
 
-    Called once when a client is constructed.
+    Called once when a client is constructed, unless its config holds a store object.
+    """
+
+
+@hookspec(firstresult=True)
+def accelerate_make_observer(name: str, options: dict[str, Any], config: ClientConfig) -> Any:
+    """Make an observer named in ``ClientConfig.observers`` or ``IPFS_ACCELERATE_OBSERVERS``.
+
+    :param name: the observer's name (``"prometheus"``...); answer only for your own.
+    :param options: the options given with the name (``("prometheus", {...})``), else {}.
+    :param config: the client's configuration.
+    :return: an object with some of the methods ``accelerate_on_queued``,
+        ``accelerate_on_started``, ``accelerate_on_retried``, ``accelerate_on_finished``,
+        ``accelerate_on_breaker_changed`` (each taking one event), or None.  First result
+        wins; an unknown name is a :class:`~ipfs_accelerate_py.errors.ConfigError`.
+
+    Called once per named observer when a client is constructed.  The observer receives
+    that client's events only; one that raises is logged and ignored.
     """
 
 
@@ -119,7 +143,7 @@ def accelerate_make_breaker(endpoint: str, policy: BreakerPolicy, store: StateSt
         :class:`~ipfs_accelerate_py.breaker.CircuitBreaker`, or None.  First result wins;
         the core's default asks the state store.
 
-    Called once per endpoint, the first time a request for it is submitted.
+    Called once per backend endpoint when a client is constructed.
     """
 
 
@@ -163,7 +187,8 @@ def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
         ``reason``), or None to defer.  First result wins; the core's default is full-jitter
         exponential backoff honouring the hints, the deadline and the retry budget.
 
-    Called on a worker thread after every failed attempt of a retryable request.
+    Called after every failed attempt that reached the provider, on the thread that made
+    the attempt (a worker, or the caller of ``Client.call``), outside the pipeline's lock.
     """
 
 

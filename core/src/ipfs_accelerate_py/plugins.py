@@ -60,6 +60,8 @@ class PluginManager(pluggy.PluginManager):
         self._backends: dict[str, type[Backend]] | None = None
         self._strategies: dict[str, Any] | None = None
         self._servers: dict[str, type[ProtocolServer]] | None = None
+        #: Moves on every register/unregister: clients notice hooks added after them.
+        self.generation = 0
         from . import defaults
 
         self.register(defaults, name="ipfs_accelerate_py.defaults")
@@ -99,13 +101,28 @@ class PluginManager(pluggy.PluginManager):
                 continue
             self._infos.append(PluginInfo(ep.name, dist, version, ep.value))
 
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        """pluggy's register; also forgets the cached registries (backends, strategies,
+        servers), so a plugin registered any way is seen."""
+        with self._lock:
+            result = super().register(plugin, name=name)
+            self._backends = self._strategies = self._servers = None
+            self.generation += 1
+            return result
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        with self._lock:
+            result = super().unregister(plugin, name=name)
+            self._backends = self._strategies = self._servers = None
+            self.generation += 1
+            return result
+
     def add_plugin(self, plugin: Any, name: str | None = None) -> None:
-        """Register a plugin object directly (tests, applications); resets registries."""
+        """Register a plugin object directly (tests, applications) and list it."""
         with self._lock:
             self.register(plugin, name=name)
             self._infos.append(PluginInfo(name or getattr(plugin, "__name__", repr(plugin)),
                                           None, None, getattr(plugin, "__name__", repr(plugin))))
-            self._backends = self._strategies = self._servers = None
 
     @property
     def hooks(self) -> Any:

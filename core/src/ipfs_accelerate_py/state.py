@@ -17,7 +17,7 @@ from .breaker import CircuitBreaker, TransitionCallback
 from .config import BreakerPolicy
 from .limiter import KeyLimiter
 
-__all__ = ["Counter", "LocalCounter", "StateStore", "InMemoryStateStore"]
+__all__ = ["Counter", "LocalCounter", "StateStore", "InMemoryStateStore", "SharedStore"]
 
 
 @runtime_checkable
@@ -86,6 +86,36 @@ class StateStore(abc.ABC):
 
     def close(self) -> None:
         """Release connections; the default has none."""
+
+
+class SharedStore(StateStore):
+    """A store lent to clients, never closed by them (``shared = True``): for a hook
+    that hands the same store to several clients.  Everything else goes to ``store``."""
+
+    shared = True
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def limiter(self, scope: str, requests_per_minute: float | None,
+                tokens_per_minute: float | None, burst: float | None, now: float) -> Any:
+        return self.store.limiter(scope, requests_per_minute, tokens_per_minute, burst, now)
+
+    def breaker(self, endpoint: str, policy: BreakerPolicy,
+                on_transition: TransitionCallback | None = None) -> Any:
+        return self.store.breaker(endpoint, policy, on_transition)
+
+    def counter(self, name: str) -> Counter:
+        return self.store.counter(name)
+
+    def close(self) -> None:
+        pass  # the lender closes it
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def __repr__(self) -> str:
+        return f"SharedStore({self.store!r})"
 
 
 class InMemoryStateStore(StateStore):

@@ -26,6 +26,7 @@ from .admission import Admission
 from .attempt import AttemptOutcome, Kind, run_attempt
 from .dispatch import BatchWindow, Dispatcher
 from .jobs import BackendState, Dispatch, Job
+from .monitor import Monitor
 from .scheduling import Scheduling
 from .settlement import Settlement
 
@@ -34,10 +35,12 @@ class Pipeline:
     """One client's stages and their shared state.  Runs no threads and never waits."""
 
     def __init__(self, backends: Any, config: ClientConfig, pm: Any, clock: Callable[[], float],
-                 seed: int | None, transport: Any, store: Any) -> None:
+                 seed: int | None, transport: Any, store: Any,
+                 observers: Sequence[Any] = ()) -> None:
         hooks = pm.hooks
         self.pm = pm
-        self.s = s = Scheduling(config, hooks, clock, seed)
+        self.monitor = Monitor(pm, tuple(observers))
+        self.s = s = Scheduling(config, hooks, clock, seed, self.monitor)
         self.store = store
         self.transport = transport
         s.queue = hooks.accelerate_make_queue(config=config)
@@ -110,7 +113,7 @@ class Pipeline:
         for j in d.jobs:
             j.attempts += 1
             j.key_id = key_id
-        if s.monitor.wants["accelerate_on_started"]:
+        if s.monitor.wants("accelerate_on_started"):
             now = s.clock()
             for j in d.jobs:
                 s.monitor.emit("accelerate_on_started", RequestStarted(

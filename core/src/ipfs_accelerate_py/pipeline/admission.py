@@ -82,7 +82,7 @@ class Admission:
     def queued(self, job: Job, depth: int) -> None:
         """Tell the monitors (outside the lock)."""
         s = self.s
-        if s.monitor.wants["accelerate_on_queued"]:
+        if s.monitor.wants("accelerate_on_queued"):
             req = job.request
             s.monitor.emit("accelerate_on_queued", RequestQueued(
                 req.request_id, job.bstate.name, req.operation, int(req.priority), depth,

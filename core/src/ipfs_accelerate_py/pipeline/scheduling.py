@@ -28,7 +28,7 @@ class Scheduling:
     """Shared state of one client's pipeline.  Fields change only under ``lock``."""
 
     def __init__(self, config: ClientConfig, hooks: Any, clock: Callable[[], float],
-                 seed: int | None) -> None:
+                 seed: int | None, monitor: Monitor) -> None:
         self.config = config
         self.hooks = hooks
         self.clock = clock
@@ -36,7 +36,7 @@ class Scheduling:
         self.lock = threading.Lock()
         self.seq = itertools.count()
         self.stats = StatsCollector(config.latency_samples)
-        self.monitor = Monitor(hooks)
+        self.monitor = monitor
         self.queue: Any = None  # set by the pipeline (the queue hook may need the config)
         self.backends: dict[str, BackendState] = {}
         self.groups: dict[str, BackendState] = {}

@@ -224,7 +224,7 @@ class Settlement:
             self.finish_error(job, ClientClosedError("the client was closed"), Outcome.CANCELLED)
             return
         s.stats.retried(job.bstate.name, key_id, err.error_class is ErrorClass.RATE_LIMITED)
-        if s.monitor.wants["accelerate_on_retried"]:
+        if s.monitor.wants("accelerate_on_retried"):
             s.monitor.emit("accelerate_on_retried", RequestRetried(
                 job.request.request_id, job.bstate.name, key_id, job.attempts,
                 err.error_class.value, err.status, delay, now))
@@ -261,7 +261,7 @@ class Settlement:
             with s.lock:
                 s.wake_space()
                 s.wake_all()
-        if s.monitor.wants["accelerate_on_finished"]:
+        if s.monitor.wants("accelerate_on_finished"):
             s.monitor.emit("accelerate_on_finished", RequestFinished(
                 job.request.request_id, job.bstate.name, job.request.operation, outcome, latency,
                 job.key_id, job.attempts,
@@ -281,5 +281,5 @@ class Settlement:
     def breaker_changed(self, endpoint: str, old: str, new: str, now: float) -> None:
         log.info("ipfs-accelerate: breaker %s %s -> %s", endpoint, old, new)
         monitor = self.s.monitor
-        if monitor.wants["accelerate_on_breaker_changed"]:
+        if monitor.wants("accelerate_on_breaker_changed"):
             monitor.emit("accelerate_on_breaker_changed", BreakerChanged(endpoint, old, new, now))
