@@ -3,7 +3,7 @@ constructor, and marked ``trylast`` so that any plugin's implementation runs bef
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from .hookspecs import hookimpl
 
@@ -22,17 +22,6 @@ def accelerate_make_state_store(url: str | None, config: Any) -> Any:
     from .state import InMemoryStateStore
 
     return InMemoryStateStore()
-
-
-@hookimpl(trylast=True)
-def accelerate_make_breaker(endpoint: str, policy: Any, store: Any, on_transition: Any) -> Any:
-    return store.breaker(endpoint, policy, on_transition)
-
-
-@hookimpl(trylast=True)
-def accelerate_select_key(request: Any, candidates: Sequence[Any], strategy: Any) -> Any:
-    # ``strategy`` here is the resolved strategy object of the request's backend.
-    return strategy.select(request, candidates)
 
 
 @hookimpl(trylast=True)

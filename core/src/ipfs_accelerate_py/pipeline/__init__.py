@@ -84,22 +84,22 @@ class Pipeline:
             candidates.append(KeyCandidate(key, i, key.max_concurrent or cfg.max_concurrent_per_key,
                                            limiter))
         group = backend.endpoint_id()
-        breaker = s.hooks.accelerate_make_breaker(
-            endpoint=group, policy=s.config.breaker, store=self.store,
-            on_transition=self.settlement.breaker_changed)
+        breaker = self.store.breaker(group, s.config.breaker, self.settlement.breaker_changed)
         rp = s.config.retry
         budget = RetryBudget(rp.budget_ratio, rp.budget_min_per_second, rp.budget_window, now)
-        state = BackendState(backend, candidates, self._strategy(), breaker, budget, needs_tokens)
+        strategy_name, strategy = self._strategy()
+        state = BackendState(backend, candidates, strategy, breaker, budget, needs_tokens,
+                             strategy_name)
         s.backends[name] = state
         s.groups[state.group] = state
 
-    def _strategy(self) -> Any:
+    def _strategy(self) -> tuple[str, Any]:
         name = self.s.config.strategy
         if name is None:
             name = "least-loaded" if "least-loaded" in self.pm.strategies() else "first-available"
         factory = self.pm.strategy_factory(name)
         try:
-            return factory()
+            return name, factory()
         except Exception as exc:
             raise PluginError(name, "strategy factory", exc) from exc
 

@@ -46,9 +46,6 @@ class BatchWindow:
 class Dispatcher:
     def __init__(self, s: Scheduling) -> None:
         self.s = s
-        # With only the core's default implementation, call the strategy directly: a hook
-        # call per dispatch costs more than the selection itself.
-        self.select_via_hook = len(s.hooks.accelerate_select_key.get_hookimpls()) > 1
 
     def group_ready(self, group: str, now: float) -> bool:
         bs = self.s.groups[group]
@@ -145,18 +142,13 @@ class Dispatcher:
         if not cands:
             return None, None
         try:
-            if self.select_via_hook:
-                chosen = self.s.hooks.accelerate_select_key(request=job.request, candidates=cands,
-                                                            strategy=bs.strategy)
-            else:
-                chosen = bs.strategy.select(job.request, cands)
+            chosen = bs.strategy.select(job.request, cands)
         except Exception as exc:
-            return None, PluginError(self.s.plugin_name("accelerate_select_key"), "select_key",
-                                     exc)
+            return None, PluginError(bs.strategy_name, "strategy select", exc)
         if chosen is None:
             return None, None
         if chosen not in cands:
-            return None, PluginError(self.s.plugin_name("accelerate_select_key"), "select_key",
+            return None, PluginError(bs.strategy_name, "strategy select",
                                      ValueError("returned a key that is not among the candidates"))
         if not chosen.limiter.acquire(tokens, now):
             return None, None

@@ -41,16 +41,17 @@ class Job:
 class BackendState:
     """A configured backend with its keys, strategy, breaker and retry budget."""
 
-    __slots__ = ("name", "backend", "config", "keys", "strategy", "group", "breaker", "budget",
-                 "key_names", "needs_tokens")
+    __slots__ = ("name", "backend", "config", "keys", "strategy", "strategy_name", "group",
+                 "breaker", "budget", "key_names", "needs_tokens")
 
     def __init__(self, backend: Backend, keys: list[KeyCandidate], strategy: Any, breaker: Any,
-                 budget: Any, needs_tokens: bool) -> None:
+                 budget: Any, needs_tokens: bool, strategy_name: str = "?") -> None:
         self.name = backend.name
         self.backend = backend
         self.config = backend.config
         self.keys = keys
         self.strategy = strategy
+        self.strategy_name = strategy_name
         self.group = backend.endpoint_id()
         self.breaker = breaker
         self.budget = budget
