@@ -113,3 +113,21 @@ def test_a_client_closes_the_redis_store_it_made_never_a_shared_one(
     assert closed == [made]  # the shared store stays open for its owner
     assert shared.counter("still-open").incr() == 1
     shared.close()
+
+
+def test_the_redis_limiter_and_breaker_follow_the_store_protocols() -> None:
+    import inspect
+
+    from ipfs_accelerate_py.state import Breaker, Limiter
+    from ipfs_accelerate_redis.breaker import RedisBreaker
+    from ipfs_accelerate_redis.limiter import RedisLimiter
+
+    for protocol, cls in ((Limiter, RedisLimiter), (Breaker, RedisBreaker)):
+        assert issubclass(cls, protocol)
+        for name, member in vars(protocol).items():
+            if name.startswith("_") or not callable(member):
+                continue
+            impl = getattr(cls, name)
+            assert impl is not member, f"{cls.__name__}.{name} is missing"
+            assert list(inspect.signature(impl).parameters) == list(
+                inspect.signature(member).parameters), f"{cls.__name__}.{name}"
