@@ -137,22 +137,41 @@ class PluginManager(pluggy.PluginManager):
 
     # -- registries ----------------------------------------------------------------
     def _collect(self, hook_name: str, kind: str) -> list[tuple[str, Any]]:
+        """Every plugin's registrations, through pluggy (so hook wrappers, tracing and
+        call monitoring see the call), in call order.  When a plugin raises, each plugin
+        is called alone to name the culprit and keep the others' registrations."""
         self.load()
+        caller = getattr(self.hook, hook_name)
+        try:
+            results = [(self._source(r), r) for r in caller()]
+        except Exception:
+            results = []
+            everyone = self.get_plugins()
+            for impl in reversed(caller.get_hookimpls()):
+                alone = self.subset_hook_caller(
+                    hook_name, remove_plugins=[p for p in everyone if p is not impl.plugin])
+                try:
+                    results.extend((impl.plugin_name, r) for r in alone())
+                except Exception as exc:
+                    if self.strict:
+                        raise PluginError(impl.plugin_name, hook_name, exc) from exc
+                    warnings.warn(f"ipfs-accelerate: plugin {impl.plugin_name!r} failed to "
+                                  f"register {kind}s: {type(exc).__name__}: {exc}",
+                                  PluginLoadWarning, stacklevel=3)
         out: list[tuple[str, Any]] = []
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
-            try:
-                res = impl.function()
-            except Exception as exc:
-                if self.strict:
-                    raise PluginError(impl.plugin_name, hook_name, exc) from exc
-                warnings.warn(f"ipfs-accelerate: plugin {impl.plugin_name!r} failed to register "
-                              f"{kind}s: {type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=3)
-                continue
+        for source, res in results:
             if res is None:
                 continue
             items = res.items() if isinstance(res, dict) else ((getattr(c, "name", ""), c) for c in res)
-            out.extend((impl.plugin_name, item) for item in items)
+            out.extend((source, item) for item in items)
         return out
+
+    @staticmethod
+    def _source(result: Any) -> str:
+        # pluggy returns results without their plugin: name where the registered objects live
+        items = result.values() if isinstance(result, dict) else (result or ())
+        mods = sorted({getattr(obj, "__module__", "?").split(".")[0] for obj in items})
+        return ",".join(mods) or "?"
 
     def _registry(self, hook_name: str, kind: str) -> dict[str, Any]:
         reg: dict[str, Any] = {}
