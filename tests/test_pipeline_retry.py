@@ -201,13 +201,18 @@ def test_learned_limit_makes_requests_wait_instead_of_being_refused(pm, echo_ser
 
 def test_configured_rate_limit_is_never_exceeded(pm, echo_server):
     key = ApiKey("test-key-1", requests_per_minute=600, burst=2)  # 10/s, burst 2
+    clock = ManualClock()
     with Client([BackendConfig("echo", keys=[key], base_url=echo_server.url)],
-                ClientConfig(max_concurrency=8), plugin_manager=pm) as c:
-        t0 = time.monotonic()
-        c.map([Request("echo", {"n": i}, backend="echo")
-               for i in range(12)])
-        elapsed = time.monotonic() - t0
-    assert elapsed >= (12 - 2) / 10 * 0.95
+                ClientConfig(max_concurrency=8), plugin_manager=pm, clock=clock) as c:
+        futs = [c.submit("echo", "echo", {"n": i}) for i in range(12)]
+        for f in futs[:2]:
+            f.result(10)  # the burst goes at once
+        for sent in range(3, 13):
+            assert len(echo_server.requests) <= sent - 1  # nothing more until time passes
+            clock.advance(0.1001)  # (a hair over: float sums never fall short)
+            futs[sent - 1].result(10)  # one request's worth refilled: one more goes
+        assert len(echo_server.requests) == 12
+    assert [f.result().text for f in futs] == [f'{{"n": {i}}}' for i in range(12)]
 
 
 def test_rate_limited_error_is_final_after_attempts(pm, echo_server):

@@ -32,6 +32,7 @@ class Monitor:
         self._observers: dict[str, tuple[Any, ...]] = {name: () for name in EVENT_HOOKS}
         self._generation = -1
         self._wants: dict[str, bool] = {}
+        self._hooked: dict[str, bool] = {}
         for obs in observers:
             self.add(obs)
         self._refresh()
@@ -49,8 +50,10 @@ class Monitor:
 
     def _refresh(self) -> None:
         gen = getattr(self._pm, "generation", 0)
-        self._wants = {name: bool(self._observers[name]) or bool(
-            getattr(self._hooks, name).get_hookimpls()) for name in EVENT_HOOKS}
+        self._hooked = {name: bool(getattr(self._hooks, name).get_hookimpls())
+                        for name in EVENT_HOOKS}
+        self._wants = {name: self._hooked[name] or bool(self._observers[name])
+                       for name in EVENT_HOOKS}
         self._generation = gen
 
     def wants(self, hook: str) -> bool:
@@ -59,10 +62,9 @@ class Monitor:
         return self._wants[hook]
 
     def emit(self, hook: str, event: Any) -> None:
-        caller = getattr(self._hooks, hook)
-        if caller.get_hookimpls():
+        if self._hooked.get(hook):
             try:
-                caller(event=event)
+                getattr(self._hooks, hook)(event=event)
             except Exception as exc:  # a broken monitor must not lose or fail work
                 log.warning("ipfs-accelerate: monitoring hook %s raised %s: %s", hook,
                             type(exc).__name__, exc)
