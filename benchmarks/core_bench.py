@@ -29,9 +29,6 @@ from pathlib import Path
 
 import requests
 
-# Measure the pipeline itself: the optional exporters (prometheus, redis) hook into every
-# client of a process once installed; the overhead scenario runs without them.
-os.environ.setdefault("IPFS_ACCELERATE_DISABLE_PLUGINS", "prometheus,redis")
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "benchmarks" / "core.md"
@@ -233,15 +230,15 @@ def main() -> None:
         "",
         f"16 threads, {total} chat requests per run, OpenAI protocol of the simulator (its own"
         " process; no limits, no latency). The pipeline side is `Client.call` with one key,"
-        " the openai and strategy plugins loaded (the prometheus and redis extras disabled:"
-        " installed, they hook into every client).",
+        " every installed plugin loaded (the prometheus and redis extras installed, not"
+        " configured: they change no client that does not name them).",
         "",
         "| | throughput (req/s) | p50 latency (ms) | p99 latency (ms) |",
         "|---|---:|---:|---:|",
         f"| raw requests.Session | {ov['raw_rps']:.0f} | {ov['raw_p50']*1e3:.2f} | {ov['raw_p99']*1e3:.2f} |",
         f"| ipfs-accelerate pipeline | {ov['pipe_rps']:.0f} | {ov['pipe_p50']*1e3:.2f} | {ov['pipe_p99']*1e3:.2f} |",
         "",
-        f"Throughput ratio: **{ov['ratio']:.2f}x** raw (target >= 0.90x). Added p50 latency per "
+        f"Throughput ratio: **{ov['ratio']:.2f}x** raw (target >= 0.95x). Added p50 latency per "
         f"request: {(ov['pipe_p50'] - ov['raw_p50'])*1e3:.2f} ms. (A ratio above 1 is no"
         " mistake: a bare `Session.post` re-reads the environment -- proxies, no_proxy, netrc --"
         " on every call, which the pipeline's transport does once per origin; that saving is"

@@ -39,8 +39,14 @@ def hook_specs() -> dict[str, Any]:
 
 # ------------------------------------------------------------------ documented
 def test_there_are_hook_specs():
-    assert {"accelerate_backends", "accelerate_strategies", "accelerate_select_key",
-            "accelerate_backoff", "accelerate_on_finished"} <= set(hook_specs())
+    assert {"accelerate_backends", "accelerate_strategies", "accelerate_make_state_store",
+            "accelerate_make_observer", "accelerate_backoff",
+            "accelerate_on_finished"} <= set(hook_specs())
+
+
+def test_one_way_in_per_decision():
+    # Keys are chosen by strategies; breakers come from the state store.
+    assert not {"accelerate_select_key", "accelerate_make_breaker"} & set(hook_specs())
 
 
 @pytest.mark.parametrize("name", sorted(hook_specs()))
@@ -59,6 +65,13 @@ def test_hook_spec_is_documented(name: str):
 
 
 # ------------------------------------------------------------------ exercised
+class LastKey:
+    """A strategy: the last key with capacity."""
+
+    def select(self, request: Any, candidates: Any) -> Any:
+        return candidates[-1]
+
+
 class Recorder:
     """Implements every hook; records each call and otherwise defers to the defaults."""
 
@@ -81,10 +94,8 @@ class Recorder:
 
     @hookimpl
     def accelerate_strategies(self) -> dict[str, Any]:
-        from ipfs_accelerate_py.selection import FirstAvailable
-
         self.called.add("accelerate_strategies")
-        return {"meta-first": FirstAvailable}
+        return {"meta-last": LastKey}
 
     @hookimpl
     def accelerate_protocol_servers(self) -> list[type]:
@@ -102,14 +113,9 @@ class Recorder:
         self.called.add("accelerate_make_state_store")
 
     @hookimpl
-    def accelerate_make_breaker(self, endpoint: str, policy: Any, store: Any,
-                                on_transition: Any) -> None:
-        self.called.add("accelerate_make_breaker")
-
-    @hookimpl
-    def accelerate_select_key(self, request: Any, candidates: Any, strategy: Any) -> Any:
-        self.called.add("accelerate_select_key")
-        return candidates[-1]
+    def accelerate_make_observer(self, name: str, options: Any, config: Any) -> Any:
+        self.called.add("accelerate_make_observer")
+        return self if name == "meta-recorder" else None
 
     @hookimpl
     def accelerate_backoff(self, request: Any, attempt: int, error: Any, policy: Any,
@@ -159,7 +165,7 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
     # Request 1 fails once (backoff, retried); request 2 fails twice, which trips the
     # breaker (window of 2, all failures), waits out the open interval and closes again.
     echo_server.script(down, lambda req: echo_server.protocol(req), down, down)
-    cfg = ClientConfig(max_concurrency=1, strategy="meta-first",
+    cfg = ClientConfig(max_concurrency=1, strategy="meta-last", observers=("meta-recorder",),
                        breaker=BreakerPolicy(window_size=2, minimum_calls=2,
                                              failure_rate_threshold=1.0, open_interval=0.01))
     with Client([BackendConfig("echo", keys=["test-key-1", "test-key-2"],
@@ -168,7 +174,7 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
         second = client.call("echo", "echo", {"n": 2})
         assert client.serve_dashboard(0) == {"url": "http://127.0.0.1:0/"}
     assert (first.attempts, second.attempts) == (2, 3)
-    # the recorder's select_key (last candidate) won over the strategy
+    # the recorder's strategy (last candidate) chose the key
     assert echo_server.requests[0].bearer_token() == "test-key-2"
     pipeline_hooks = {n for n in hook_specs() if not n.startswith("accelerate_cli_")}
     assert not pipeline_hooks - rec.called, f"hooks never called: {pipeline_hooks - rec.called}"

@@ -10,68 +10,77 @@ import pytest
 
 from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, Request, RetryPolicy, hookimpl
 from ipfs_accelerate_py.errors import CircuitOpenError
+from ipfs_accelerate_py.http import Transport
+from ipfs_accelerate_py.pipeline import Pipeline
+from ipfs_accelerate_py.state import InMemoryStateStore
+from ipfs_accelerate_py.testing import ManualClock
 from ipfs_accelerate_py.server import ServerResponse
 
 
 class Outage:
-    """Wraps the echo protocol: answers 503 while ``down`` is set; logs call times."""
+    """Wraps the echo protocol: answers 503 while ``down`` is set, or for the calls
+    numbered in ``down_calls``; logs which calls were made while down."""
 
-    def __init__(self, srv):
-        self.srv = srv
+    def __init__(self, protocol, down_calls=range(0)):
+        self.protocol = protocol
         self.down = threading.Event()
-        self.calls: list[tuple[float, bool]] = []
+        self.down_calls = down_calls
+        self.calls: list[bool] = []
         self.lock = threading.Lock()
 
     def __call__(self, req):
-        down = self.down.is_set()
         with self.lock:
-            self.calls.append((time.monotonic(), down))
+            down = self.down.is_set() or len(self.calls) in self.down_calls
+            self.calls.append(down)
         if down:
             return ServerResponse.json({"error": {"message": "unavailable"}}, 503)
-        return self.srv.protocol(req)
+        return self.protocol(req)
 
 
-def client(pm, srv, **cfg):
+def client(pm, srv, clock=time.monotonic, **cfg):
     cfg.setdefault("retry", RetryPolicy(base_delay=0.01, max_delay=0.05))
     cfg.setdefault("breaker", BreakerPolicy(window_size=10, minimum_calls=4,
                                             failure_rate_threshold=0.5, open_interval=0.3,
                                             interval_multiplier=1.5, max_open_interval=0.6))
     return Client([BackendConfig("echo", keys=["test-key-1"], base_url=srv.url)],
-                  ClientConfig(**cfg), plugin_manager=pm, seed=11)
+                  ClientConfig(**cfg), plugin_manager=pm, seed=11, clock=clock)
+
+
+class Watch:
+    def __init__(self):
+        self.changes = []
+        self.opened = threading.Event()
+
+    @hookimpl
+    def accelerate_on_breaker_changed(self, event):
+        self.changes.append((event.old_state, event.new_state))
+        if event.new_state == "open":
+            self.opened.set()
 
 
 def test_breaker_opens_half_opens_and_closes(pm, echo_server):
-    outage = Outage(echo_server)
-    changes = []
-
-    class Watch:
-        @hookimpl
-        def accelerate_on_breaker_changed(self, event):
-            changes.append((event.old_state, event.new_state))
-
-    pm.add_plugin(Watch(), name="watch")
-    echo_server.protocol, proto = outage, echo_server.protocol
-    outage.srv = type("S", (), {"protocol": proto})()
+    outage = echo_server.protocol = Outage(echo_server.protocol)
+    watch = Watch()
+    pm.add_plugin(watch, name="watch")
+    clock = ManualClock()
     outage.down.set()
-    with client(pm, echo_server, max_concurrency=2) as c:
+    with client(pm, echo_server, clock=clock, max_concurrency=2) as c:
         futs = [c.submit("echo", "echo", {"n": i}) for i in range(6)]
-        deadline = time.monotonic() + 5
-        while c.breaker_state("echo") != "open" and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert watch.opened.wait(10)  # first attempts fail: no time needs to pass
         assert c.breaker_state("echo") == "open"
-        time.sleep(0.5)
+        clock.advance(0.29)
+        assert c.breaker_state("echo") == "open"
         outage.down.clear()
+        clock.advance(0.02)  # open_interval over: a probe goes, succeeds, and the rest follow
         assert [f.result(10).text for f in futs] == [f'{{"n": {i}}}' for i in range(6)]
         assert c.breaker_state("echo") == "closed"
-    assert ("closed", "open") in changes and ("open", "half_open") in changes
-    assert ("half_open", "closed") in changes
+    assert ("closed", "open") in watch.changes and ("open", "half_open") in watch.changes
+    assert ("half_open", "closed") in watch.changes
 
 
 def test_outage_delays_work_and_loses_none(pm, echo_server):
-    outage = Outage(echo_server)
-    proto = echo_server.protocol
-    outage.srv = type("S", (), {"protocol": proto})()
-    echo_server.protocol = outage
+    # Calls 20 to 44 fail: the breaker opens; its probes fail until the service is back.
+    outage = echo_server.protocol = Outage(echo_server.protocol, down_calls=range(20, 45))
     with client(pm, echo_server, max_concurrency=8) as c:
         results = []
         lock = threading.Lock()
@@ -80,23 +89,19 @@ def test_outage_delays_work_and_loses_none(pm, echo_server):
             for i in range(40):
                 f = c.submit("echo", "echo", {"n": offset + i})
                 f.add_done_callback(lambda f: (lock.acquire(), results.append(f), lock.release()))
-                time.sleep(0.005)
 
-        threading.Timer(0.1, outage.down.set).start()
-        threading.Timer(1.1, outage.down.clear).start()
         threads = [threading.Thread(target=producer, args=(k * 1000,)) for k in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        c.close(wait=True, timeout=30)
+        c.close(wait=True, timeout=60)
     assert len(results) == 160
     assert all(f.exception() is None for f in results)
     texts = sorted(f.result().text for f in results)
     assert len(set(texts)) == 160
-    # While it was down, the breaker kept calls few: probes, not a storm.
-    during = [t for t, down in outage.calls if down]
-    assert len(during) <= 40
+    assert sum(outage.calls) == 25  # every planned failure happened: the breaker was tested
+    assert len(outage.calls) <= 160 + 25  # each failure cost one call, no storm
 
 
 def test_429s_never_trip_the_breaker(pm, echo_server):
@@ -141,31 +146,28 @@ def test_deadline_bounds_the_wait_for_an_open_breaker(pm, echo_server):
 
 def test_requests_picked_before_the_breaker_opened_are_not_sent_into_the_outage(pm, echo_server):
     """Requests already taken for dispatch when another request's failure trips the
-    breaker go back to the queue unsent instead of hitting the failing service."""
-    outage = Outage(echo_server)
-    outage.srv = type("S", (), {"protocol": echo_server.protocol})()
-    echo_server.protocol = outage
+    breaker go back to the queue unsent instead of hitting the failing service.  The
+    race is staged on the stages themselves: no threads, no sleeps."""
+    outage = echo_server.protocol = Outage(echo_server.protocol)
     outage.down.set()
-    with client(pm, echo_server, max_concurrency=1,
-                breaker=BreakerPolicy(window_size=2, minimum_calls=1, open_interval=0.3,
-                                      interval_multiplier=1.0, max_open_interval=0.3)) as c:
-        first = c.submit("echo", "echo", {"n": 0})
-        deadline = time.monotonic() + 5
-        while c.breaker_state("echo") != "open" and time.monotonic() < deadline:
-            time.sleep(0.005)
-        # Simulate a request picked while closed that reaches the send step now.
-        bs = c._backends["echo"]
-        job_future = c.submit("echo", "echo", {"n": 1})
-        job = job_future._job
-        with c._cond:
-            removed = c._queue.remove(job.entry)
-            key = bs.keys[0]
-            key.in_flight += 1
-            c._in_flight += 1
-        assert removed
-        before = len(outage.calls)
-        assert c._breaker_opened(bs, key, [job]) is True
-        assert len(outage.calls) == before and job.attempts == 0
-        outage.down.clear()
-        assert first.result(10).text == '{"n": 0}'
-        assert job_future.result(10).text == '{"n": 1}'
+    clock = ManualClock()
+    config = ClientConfig(max_concurrency=2, breaker=BreakerPolicy(window_size=2, minimum_calls=1))
+    transport = Transport(pool_size=2)
+    p = Pipeline([BackendConfig("echo", keys=["test-key-1"], base_url=echo_server.url,
+                                max_concurrent_per_key=2)],
+                 config, pm, clock, 1, transport, InMemoryStateStore())
+    jobs = [p.admission.admit(Request("echo", {"n": i}, backend="echo")) for i in range(2)]
+    with p.s.lock:
+        for j in jobs:
+            p.admission.offer(j, wake=False)
+        first = p.dispatch.pick(clock(), [])
+        second = p.dispatch.pick(clock(), [])  # picked while the breaker is closed
+    assert first.jobs == [jobs[0]] and second.jobs == [jobs[1]]
+    assert p.s.in_flight == 2
+    p.run(first)  # fails with 503 and trips the breaker
+    assert p.s.backends["echo"].breaker.state(clock()) == "open"
+    p.run(second)
+    assert len(outage.calls) == 1  # the second was never sent
+    assert jobs[1].attempts == 0 and jobs[1].entry.state == "queued"
+    assert p.s.in_flight == 0 and p.s.backends["echo"].keys[0].in_flight == 0
+    transport.close()

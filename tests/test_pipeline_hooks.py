@@ -52,16 +52,20 @@ def test_monitoring_events_for_every_stage(pm, echo_server):
         fin[0].attempts = 3
 
 
-def test_raising_select_key_hook_fails_only_its_requests(pm, echo_server):
+def test_raising_strategy_fails_only_its_requests(pm, echo_server):
     class Picky:
-        @hookimpl(tryfirst=True)
-        def accelerate_select_key(self, request, candidates, strategy):
+        def select(self, request, candidates):
             if request.payload.get("n") == 13:
                 raise RuntimeError("unlucky")
-            return None  # defer to the default
+            return candidates[0]
 
-    pm.add_plugin(Picky(), name="picky")
-    with make(pm, echo_server) as c:
+    class PickyPlugin:
+        @hookimpl
+        def accelerate_strategies(self):
+            return {"picky": Picky}
+
+    pm.add_plugin(PickyPlugin(), name="picky-plugin")
+    with make(pm, echo_server, strategy="picky") as c:
         futs = [c.submit("echo", "echo", {"n": i}) for i in range(20)]
         for i, f in enumerate(futs):
             if i == 13:
@@ -101,14 +105,21 @@ def test_custom_queue_factory_is_used(pm, echo_server):
 
     made = []
 
+    class CountingQueue(PriorityRequestQueue):
+        pushed = 0
+
+        def push(self, entry, now):
+            self.pushed += 1
+            super().push(entry, now)
+
     class QueuePlugin:
         @hookimpl
         def accelerate_make_queue(self, config):
-            q = PriorityRequestQueue(maxsize=config.queue_size)
+            q = CountingQueue(maxsize=config.queue_size)
             made.append(q)
             return q
 
     pm.add_plugin(QueuePlugin(), name="queue")
     with make(pm, echo_server) as c:
         c.call("echo", "echo", {"n": 1})
-    assert len(made) == 1 and c._queue is made[0]
+    assert len(made) == 1 and made[0].pushed == 1

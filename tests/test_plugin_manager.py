@@ -98,3 +98,73 @@ def test_duplicate_backend_names_are_reported():
     strict.add_plugin(P2(), "p2")
     with pytest.raises(PluginError, match="twice"):
         strict.backends()
+
+
+def _backend(name):
+    from ipfs_accelerate_py.backend import Backend
+
+    return type(f"B_{name}", (Backend,), {"name": name})
+
+
+class _Registers:
+    def __init__(self, *classes):
+        self.classes = list(classes)
+
+    from ipfs_accelerate_py import hookimpl as _hookimpl
+
+    @_hookimpl
+    def accelerate_backends(self):
+        return self.classes
+
+
+def test_registration_hooks_are_called_through_pluggy():
+    from ipfs_accelerate_py import hookimpl
+
+    seen = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def accelerate_backends(self):
+            result = yield
+            seen.append(len(result))
+            return result
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_plugin(_Registers(_backend("one")), "one")
+    pm.add_plugin(Wrapper(), "wrapper")
+    traced = []
+    undo = pm.add_hookcall_monitoring(lambda name, impls, kw: traced.append(name),
+                                      lambda *a: None)
+    assert "one" in pm.backends()
+    undo()
+    assert seen == [1] and "accelerate_backends" in traced
+
+
+def test_register_as_well_as_add_plugin_resets_the_registries():
+    pm = PluginManager(load_entry_points=False)
+    pm.add_plugin(_Registers(_backend("first")), "first")
+    assert set(pm.backends()) == {"first"}
+    gen = pm.generation
+    pm.register(_Registers(_backend("second")), name="second")  # plain pluggy register
+    assert set(pm.backends()) == {"first", "second"} and pm.generation > gen
+    pm.unregister(name="second")
+    assert set(pm.backends()) == {"first"}
+
+
+def test_a_plugin_failing_to_register_is_named_and_the_others_kept():
+    from ipfs_accelerate_py import hookimpl
+
+    class Broken:
+        @hookimpl
+        def accelerate_backends(self):
+            raise RuntimeError("import went wrong")
+
+    pm = PluginManager(load_entry_points=False)
+    pm.add_plugin(_Registers(_backend("fine")), "fine")
+    pm.add_plugin(Broken(), "broken-one")
+    with pytest.warns(PluginLoadWarning, match="broken-one.*import went wrong"):
+        assert set(pm.backends()) == {"fine"}
+    strict = PluginManager(load_entry_points=False, strict=True)
+    strict.add_plugin(Broken(), "broken-one")
+    with pytest.raises(PluginError, match="broken-one"):
+        strict.backends()

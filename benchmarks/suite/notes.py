@@ -126,7 +126,7 @@ NOTES: dict[str, str] = {
         "They are requests a worker had already taken for dispatch while the breaker was "
         "still closed, sent a moment after another worker's failure tripped it. **What "
         "would close it:** check `breaker.can_dispatch(now)` again right before a request "
-        "goes on the wire (in `Client._execute`, `core/src/ipfs_accelerate_py/client.py`) "
+        "goes on the wire (in `Pipeline.run`, `core/src/ipfs_accelerate_py/pipeline/__init__.py`) "
         "and put it back in the queue, without spending an attempt, when the breaker "
         "opened meanwhile; or trip the breaker sooner (a smaller `minimum_calls`) so fewer "
         "requests are in flight when it opens."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from ipfs_accelerate_py.breaker import CircuitBreaker
 from ipfs_accelerate_py.config import BreakerPolicy
 from ipfs_accelerate_py.limiter import KeyLimiter
-from ipfs_accelerate_py.state import Counter, InMemoryStateStore, LocalCounter, StateStore
+from ipfs_accelerate_py.state import (
+    Breaker,
+    Counter,
+    InMemoryStateStore,
+    Limiter,
+    LocalCounter,
+    StateStore,
+)
 
 
 def test_is_a_state_store():
@@ -102,3 +110,30 @@ def test_concurrent_creation_yields_one_object():
 def test_local_counter_standalone():
     c = LocalCounter(7)
     assert c.value() == 7 and c.decr(10) == -3
+
+
+# ---------------------------------------------------------------- typed protocols
+def protocol_mismatches(protocol, cls):
+    """Members of ``protocol`` that ``cls`` lacks or whose parameters differ."""
+    out = []
+    for name, member in vars(protocol).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        impl = getattr(cls, name, None)
+        if impl is None or impl is member:
+            out.append(f"{name}: missing")
+            continue
+        want = list(inspect.signature(member).parameters)
+        got = list(inspect.signature(impl).parameters)
+        if want != got:
+            out.append(f"{name}: {got} != {want}")
+    return out
+
+
+def test_the_memory_limiter_and_breaker_follow_the_store_protocols():
+    assert protocol_mismatches(Limiter, KeyLimiter) == []
+    assert protocol_mismatches(Breaker, CircuitBreaker) == []
+    store = InMemoryStateStore()
+    assert isinstance(store.limiter("b/k", 60, None, None, 0.0), Limiter)
+    assert isinstance(store.breaker("b@x", BreakerPolicy()), Breaker)
+    assert not isinstance(object(), Limiter)

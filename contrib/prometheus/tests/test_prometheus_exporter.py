@@ -143,19 +143,40 @@ def test_breaker_transitions_and_final_errors(setup) -> None:
     client.close(wait=False)
 
 
-def test_installed_entry_point_feeds_the_default_registry(setup) -> None:
+def test_installed_entry_point_feeds_the_default_registry_only_when_named(setup) -> None:
     _, _, server = setup
     pm = PluginManager()  # loads the installed entry points, this package's included
     pm.add_plugin(echo_backend, name="echo-test")
     assert any(p.name == "prometheus" for p in pm.list_plugins())
-    client = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server.url)],
-                    plugin_manager=pm)
-    key_id = client.backends["echo"].config.keys[0].key_id
+    backends = [BackendConfig(name="echo", keys=["test-key-1"], base_url=server.url)]
+    key_id = BackendConfig(name="echo", keys=["test-key-1"]).keys[0].key_id
     labels = {"backend": "echo", "operation": "echo", "key_id": key_id, "outcome": "success"}
-    before = REGISTRY.get_sample_value("ipfs_accelerate_requests_total", labels) or 0.0
-    with client:
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("ipfs_accelerate_requests_total", labels) or 0.0
+
+    before = count()
+    with Client(backends, plugin_manager=pm) as quiet:  # installed, not configured
+        quiet.call("echo", "echo", {"n": 1})
+    assert count() == before
+    with Client(backends, ClientConfig(observers=("prometheus",)), plugin_manager=pm) as client:
         client.call("echo", "echo", {"n": 1})
-    assert REGISTRY.get_sample_value("ipfs_accelerate_requests_total", labels) == before + 1
+    assert count() == before + 1
+
+
+def test_observer_options_give_a_client_its_own_registry(setup) -> None:
+    _, _, server = setup
+    pm = PluginManager()
+    pm.add_plugin(echo_backend, name="echo-test")
+    mine = CollectorRegistry()
+    backends = [BackendConfig(name="echo", keys=["test-key-1"], base_url=server.url)]
+    with Client(backends, ClientConfig(observers=(("prometheus", {"registry": mine}),)),
+                plugin_manager=pm) as client:
+        client.call("echo", "echo", {"n": 1})
+        client.call("echo", "echo", {"n": 2})
+    assert mine.get_sample_value("ipfs_accelerate_requests_total", {
+        "backend": "echo", "operation": "echo", "outcome": "success",
+        "key_id": client.backends["echo"].config.keys[0].key_id}) == 2.0
 
 
 def test_a_shared_store_reports_degraded_limiters(setup) -> None:

@@ -23,9 +23,11 @@ def _pm(echo, *plugins) -> PluginManager:
 
 
 def test_env_var_selects_the_redis_store(monkeypatch, redis_url, namespace, echo_backend_module) -> None:
-    monkeypatch.delenv("IPFS_ACCELERATE_REDIS_URL", raising=False)
-    assert entry_point.accelerate_make_state_store(config=None) is None  # not configured
-    monkeypatch.setenv("IPFS_ACCELERATE_REDIS_URL", redis_url)
+    monkeypatch.setenv("IPFS_ACCELERATE_REDIS_URL", redis_url)  # no longer selects anything
+    assert entry_point.accelerate_make_state_store(url=None, config=None) is None
+    assert entry_point.accelerate_make_state_store(url="memory://", config=None) is None
+    monkeypatch.delenv("IPFS_ACCELERATE_REDIS_URL")
+    monkeypatch.setenv("IPFS_ACCELERATE_STATE_STORE", redis_url)
     monkeypatch.setenv("IPFS_ACCELERATE_REDIS_NAMESPACE", namespace)
     monkeypatch.setenv("IPFS_ACCELERATE_REDIS_FAIL_CLOSED", "1")
     pm = _pm(echo_backend_module, entry_point)
@@ -83,3 +85,49 @@ def test_shared_stats_and_in_flight_counts(redis_url, namespace, echo_backend_mo
 def test_plugin_needs_a_url_or_a_store() -> None:
     with pytest.raises(TypeError):
         RedisStatePlugin()
+
+
+def test_a_client_closes_the_redis_store_it_made_never_a_shared_one(
+        monkeypatch, redis_url, namespace, echo_backend_module) -> None:
+    closed: list = []
+    original = RedisStateStore.close
+
+    def close(self) -> None:
+        closed.append(self)
+        original(self)
+
+    monkeypatch.setattr(RedisStateStore, "close", close)
+    monkeypatch.setenv("IPFS_ACCELERATE_REDIS_NAMESPACE", namespace)
+    pm = _pm(echo_backend_module, entry_point)
+    shared = RedisStateStore(redis_url, namespace=namespace)
+    with LocalServer(echo_backend_module.EchoServer()) as srv:
+        backends = [BackendConfig(name="echo", keys=["test-key-1"], base_url=srv.url)]
+        with Client(backends, ClientConfig(state_store=redis_url), plugin_manager=pm) as own, \
+                Client(backends, ClientConfig(state_store=shared), plugin_manager=pm) as lent, \
+                Client(backends, plugin_manager=pm) as plain:
+            for c in (own, lent, plain):
+                assert c.call("echo", "echo", {"n": 1}).text == '{"n": 1}'
+            made = own._store
+            assert isinstance(made, RedisStateStore) and made is not shared
+            assert not isinstance(plain._store, RedisStateStore)  # installed, not named
+    assert closed == [made]  # the shared store stays open for its owner
+    assert shared.counter("still-open").incr() == 1
+    shared.close()
+
+
+def test_the_redis_limiter_and_breaker_follow_the_store_protocols() -> None:
+    import inspect
+
+    from ipfs_accelerate_py.state import Breaker, Limiter
+    from ipfs_accelerate_redis.breaker import RedisBreaker
+    from ipfs_accelerate_redis.limiter import RedisLimiter
+
+    for protocol, cls in ((Limiter, RedisLimiter), (Breaker, RedisBreaker)):
+        assert issubclass(cls, protocol)
+        for name, member in vars(protocol).items():
+            if name.startswith("_") or not callable(member):
+                continue
+            impl = getattr(cls, name)
+            assert impl is not member, f"{cls.__name__}.{name} is missing"
+            assert list(inspect.signature(impl).parameters) == list(
+                inspect.signature(member).parameters), f"{cls.__name__}.{name}"

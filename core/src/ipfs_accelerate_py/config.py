@@ -209,6 +209,39 @@ class BackendConfig:
     options: Mapping[str, Any] = attrs.field(factory=dict, validator=_instance_of(Mapping))
 
 
+def _state_store(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is None or isinstance(value, str):
+        if isinstance(value, str) and "://" not in value:
+            raise ValueError(f"{attribute.name}: expected a URL such as memory:// or "
+                             f"redis://host:6379/0, got {value!r}")
+        return
+    for method in ("limiter", "breaker", "close"):
+        if not callable(getattr(value, method, None)):
+            raise ValueError(f"{attribute.name}: {type(value).__name__} is not a state store "
+                             f"(no {method}() method)")
+
+
+def _is_pair(item: Any) -> bool:
+    return (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+            and isinstance(item[1], Mapping))
+
+
+def _observers(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or _is_pair(value) or not isinstance(value, (list, tuple)):
+        value = [value]  # one name, one (name, options) pair, or one observer object
+    out = []
+    for item in value:
+        if isinstance(item, list):
+            item = tuple(item)
+        if isinstance(item, tuple) and not _is_pair(item):
+            raise ValueError(f"observers: expected a name, (name, options) or an observer, "
+                             f"got {item!r}")
+        out.append(item)
+    return tuple(out)
+
+
 @attrs.frozen
 class ClientConfig:
     """The pipeline's global settings."""
@@ -229,3 +262,13 @@ class ClientConfig:
     #: Send the pipeline's request id as a header where the backend accepts one.
     send_request_id: bool = attrs.field(default=True, validator=_flag)
     latency_samples: int = attrs.field(default=10_000, converter=_as_int, validator=at_least_one)
+    #: Where limiters and breakers live: None (the ``IPFS_ACCELERATE_STATE_STORE``
+    #: environment variable, else memory), a URL resolved by its scheme through
+    #: ``accelerate_make_state_store`` (``memory://``, ``redis://host:6379/0`` with the
+    #: Redis extra), or a StateStore object (shared: the client never closes it).
+    state_store: Any = attrs.field(default=None, validator=_state_store)
+    #: Who watches this client's events: names resolved through
+    #: ``accelerate_make_observer``, ``(name, options)`` pairs, or observer objects (any
+    #: object with some ``accelerate_on_*(event)`` methods).  Names in the
+    #: ``IPFS_ACCELERATE_OBSERVERS`` environment variable (comma-separated) are added.
+    observers: tuple[Any, ...] = attrs.field(default=(), converter=_observers)

@@ -1,8 +1,9 @@
-"""The core's default hook implementations (registered last, so any plugin overrides)."""
+"""The core's default hook implementations: registered first, by the plugin manager's
+constructor, and marked ``trylast`` so that any plugin's implementation runs before them."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from .hookspecs import hookimpl
 
@@ -15,21 +16,12 @@ def accelerate_make_queue(config: Any) -> Any:
 
 
 @hookimpl(trylast=True)
-def accelerate_make_state_store(config: Any) -> Any:
+def accelerate_make_state_store(url: str | None, config: Any) -> Any:
+    if url is not None and url.split("://", 1)[0] != "memory":
+        return None  # a scheme some installed extra must answer
     from .state import InMemoryStateStore
 
     return InMemoryStateStore()
-
-
-@hookimpl(trylast=True)
-def accelerate_make_breaker(endpoint: str, policy: Any, store: Any, on_transition: Any) -> Any:
-    return store.breaker(endpoint, policy, on_transition)
-
-
-@hookimpl(trylast=True)
-def accelerate_select_key(request: Any, candidates: Sequence[Any], strategy: Any) -> Any:
-    # ``strategy`` here is the resolved strategy object of the request's backend.
-    return strategy.select(request, candidates)
 
 
 @hookimpl(trylast=True)

@@ -3,12 +3,15 @@
 Every plugin is a module (or object) registered under the entry-point group
 ``ipfs_accelerate`` that implements some of the hooks below with
 ``@ipfs_accelerate_py.hookimpl``.  A plugin implements only what it needs; the core
-ships a default for every hook marked *firstresult*, registered last, so it works with
-no plugin but a backend.
+ships a default for every hook marked *firstresult*, marked ``trylast`` so any plugin's
+implementation runs before it (the defaults are registered first, when the plugin
+manager is made), so it works with no plugin but a backend.
 
-Hooks that may run for every request (``accelerate_select_key``, ``accelerate_backoff``
-and the monitoring hooks) are called on the pipeline's worker threads: keep them fast and
-thread-safe.  A per-request decision hook that raises fails only the request it was called
+Hooks that may run for every request (``accelerate_backoff`` and the monitoring hooks) are
+called on the pipeline's worker threads: keep them fast and thread-safe.  Each decision
+has one way in: a key is chosen by the strategy that ``ClientConfig.strategy`` names among
+those ``accelerate_strategies`` registers; breakers and limiters come from the client's
+state store (``accelerate_make_state_store``, ``ClientConfig.state_store``).  A per-request decision hook that raises fails only the request it was called
 for, with a :class:`~ipfs_accelerate_py.errors.PluginError` naming the plugin; a monitoring
 hook that raises is logged and ignored.  Either way the pipeline keeps serving the others.
 """
@@ -23,14 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import random
 
     from .backend import Backend
-    from .breaker import CircuitBreaker
     from .config import BreakerPolicy, ClientConfig, RetryPolicy
     from .errors import ProviderError
     from .events import BreakerChanged, RequestFinished, RequestQueued, RequestRetried, RequestStarted
     from .queue import PriorityRequestQueue
     from .request import Request
     from .retry import RetryDecision
-    from .selection import KeyCandidate, Strategy
     from .server import ProtocolServer
     from .state import StateStore
 
@@ -49,20 +50,24 @@ def accelerate_backends() -> Sequence[type[Backend]]:
         plugin's results are collected; each class's ``name`` must be unique among the
         installed backends (a duplicate name is reported as a plugin error).
 
-    Called once per plugin manager, the first time a backend is looked up by name.
+    Called once per plugin manager (again after a plugin is registered), the first time a
+    backend is looked up by name.
     """
 
 
 @hookspec
 def accelerate_strategies() -> dict[str, Any]:
-    """Register key-selection strategies by name.
+    """Register key-selection strategies by name: the one way to choose keys.
 
     :return: a mapping ``name -> factory``; the factory takes no argument and returns an
         object with ``select(request, candidates) -> KeyCandidate | None`` (see
         :class:`~ipfs_accelerate_py.selection.Strategy`).  Results of all plugins are
         merged; a duplicate name is reported as a plugin error.
 
-    Called once per plugin manager, when a client resolves ``ClientConfig.strategy``.
+    Called once per plugin manager (again after a plugin is registered), when a client
+    resolves ``ClientConfig.strategy``.  The strategy's ``select`` is called on the
+    dispatching thread (a worker, or the caller of ``Client.call``), under the pipeline's
+    lock, for every attempt, with the keys that have capacity now: keep it fast.
     """
 
 
@@ -94,57 +99,41 @@ def accelerate_make_queue(config: ClientConfig) -> PriorityRequestQueue | None:
 
 
 @hookspec(firstresult=True)
-def accelerate_make_state_store(config: ClientConfig) -> StateStore | None:
-    """Make the store that holds limiter buckets, breakers and in-flight counters.
+def accelerate_make_state_store(url: str | None, config: ClientConfig) -> StateStore | None:
+    """Make the store of the client's rate limiters, circuit breakers and named counters.
 
+    Key slots, the queue and the stats stay in the client.
+
+    :param url: the configured store (``ClientConfig.state_store`` or the
+        ``IPFS_ACCELERATE_STATE_STORE`` environment variable), or None when none is
+        configured.  Answer only for a scheme you own (``redis://``...).
     :param config: the client's configuration.
     :return: a :class:`~ipfs_accelerate_py.state.StateStore`, or None.  First result wins;
-        the core's default keeps everything in memory.
+        the core's default answers None and ``memory://`` with an in-memory store.  The
+        client owns (closes) what this returns unless the store has ``shared = True``.
 
-    Called once when a client is constructed.
+    Called once when a client is constructed, unless its config holds a store object.
     """
 
 
 @hookspec(firstresult=True)
-def accelerate_make_breaker(endpoint: str, policy: BreakerPolicy, store: StateStore,
-                            on_transition: Any) -> CircuitBreaker | None:
-    """Make the circuit breaker of one backend endpoint.
+def accelerate_make_observer(name: str, options: dict[str, Any], config: ClientConfig) -> Any:
+    """Make an observer named in ``ClientConfig.observers`` or ``IPFS_ACCELERATE_OBSERVERS``.
 
-    :param endpoint: the endpoint id (``backend@base_url``).
-    :param policy: the client's breaker policy.
-    :param store: the client's state store.
-    :param on_transition: callable ``(endpoint, old_state, new_state, now)`` the breaker
-        must call on every state change.
-    :return: an object with the interface of
-        :class:`~ipfs_accelerate_py.breaker.CircuitBreaker`, or None.  First result wins;
-        the core's default asks the state store.
+    :param name: the observer's name (``"prometheus"``...); answer only for your own.
+    :param options: the options given with the name (``("prometheus", {...})``), else {}.
+    :param config: the client's configuration.
+    :return: an object with some of the methods ``accelerate_on_queued``,
+        ``accelerate_on_started``, ``accelerate_on_retried``, ``accelerate_on_finished``,
+        ``accelerate_on_breaker_changed`` (each taking one event), or None.  First result
+        wins; an unknown name is a :class:`~ipfs_accelerate_py.errors.ConfigError`.
 
-    Called once per endpoint, the first time a request for it is submitted.
+    Called once per named observer when a client is constructed.  The observer receives
+    that client's events only; one that raises is logged and ignored.
     """
 
 
 # ---------------------------------------------------------------- per-request decisions
-@hookspec(firstresult=True)
-def accelerate_select_key(request: Request, candidates: Sequence[KeyCandidate],
-                          strategy: Strategy) -> KeyCandidate | None:
-    """Choose the key that will carry ``request``.
-
-    :param request: the request being dispatched.
-    :param candidates: the keys that have capacity *now* (below their concurrency limit,
-        admitted by their rate limiter, not disabled), each a
-        :class:`~ipfs_accelerate_py.selection.KeyCandidate` with its live state:
-        ``in_flight``, ``max_concurrent``, ``headroom`` (0..1), ``healthy``.  Never empty.
-    :param strategy: the strategy object resolved for the request's backend (made by the
-        factory that :func:`accelerate_strategies` registered under the configured name).
-    :return: one of ``candidates``, or None to defer to the next implementation.  First
-        result wins; the core's default applies the named strategy from
-        :func:`accelerate_strategies` (or the built-in ``first-available``).
-
-    Called on the dispatching thread (a worker, or the caller of ``Client.call``), under the
-    pipeline's lock, for every attempt: keep it fast.
-    """
-
-
 @hookspec(firstresult=True)
 def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
                        policy: RetryPolicy, now: float, deadline: float | None,
@@ -163,7 +152,8 @@ def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
         ``reason``), or None to defer.  First result wins; the core's default is full-jitter
         exponential backoff honouring the hints, the deadline and the retry budget.
 
-    Called on a worker thread after every failed attempt of a retryable request.
+    Called after every failed attempt that reached the provider, on the thread that made
+    the attempt (a worker, or the caller of ``Client.call``), outside the pipeline's lock.
     """
 
 

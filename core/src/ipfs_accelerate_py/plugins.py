@@ -60,6 +60,8 @@ class PluginManager(pluggy.PluginManager):
         self._backends: dict[str, type[Backend]] | None = None
         self._strategies: dict[str, Any] | None = None
         self._servers: dict[str, type[ProtocolServer]] | None = None
+        #: Moves on every register/unregister: clients notice hooks added after them.
+        self.generation = 0
         from . import defaults
 
         self.register(defaults, name="ipfs_accelerate_py.defaults")
@@ -99,13 +101,28 @@ class PluginManager(pluggy.PluginManager):
                 continue
             self._infos.append(PluginInfo(ep.name, dist, version, ep.value))
 
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        """pluggy's register; also forgets the cached registries (backends, strategies,
+        servers), so a plugin registered any way is seen."""
+        with self._lock:
+            result = super().register(plugin, name=name)
+            self._backends = self._strategies = self._servers = None
+            self.generation += 1
+            return result
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        with self._lock:
+            result = super().unregister(plugin, name=name)
+            self._backends = self._strategies = self._servers = None
+            self.generation += 1
+            return result
+
     def add_plugin(self, plugin: Any, name: str | None = None) -> None:
-        """Register a plugin object directly (tests, applications); resets registries."""
+        """Register a plugin object directly (tests, applications) and list it."""
         with self._lock:
             self.register(plugin, name=name)
             self._infos.append(PluginInfo(name or getattr(plugin, "__name__", repr(plugin)),
                                           None, None, getattr(plugin, "__name__", repr(plugin))))
-            self._backends = self._strategies = self._servers = None
 
     @property
     def hooks(self) -> Any:
@@ -120,22 +137,41 @@ class PluginManager(pluggy.PluginManager):
 
     # -- registries ----------------------------------------------------------------
     def _collect(self, hook_name: str, kind: str) -> list[tuple[str, Any]]:
+        """Every plugin's registrations, through pluggy (so hook wrappers, tracing and
+        call monitoring see the call), in call order.  When a plugin raises, each plugin
+        is called alone to name the culprit and keep the others' registrations."""
         self.load()
+        caller = getattr(self.hook, hook_name)
+        try:
+            results = [(self._source(r), r) for r in caller()]
+        except Exception:
+            results = []
+            everyone = self.get_plugins()
+            for impl in reversed(caller.get_hookimpls()):
+                alone = self.subset_hook_caller(
+                    hook_name, remove_plugins=[p for p in everyone if p is not impl.plugin])
+                try:
+                    results.extend((impl.plugin_name, r) for r in alone())
+                except Exception as exc:
+                    if self.strict:
+                        raise PluginError(impl.plugin_name, hook_name, exc) from exc
+                    warnings.warn(f"ipfs-accelerate: plugin {impl.plugin_name!r} failed to "
+                                  f"register {kind}s: {type(exc).__name__}: {exc}",
+                                  PluginLoadWarning, stacklevel=3)
         out: list[tuple[str, Any]] = []
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
-            try:
-                res = impl.function()
-            except Exception as exc:
-                if self.strict:
-                    raise PluginError(impl.plugin_name, hook_name, exc) from exc
-                warnings.warn(f"ipfs-accelerate: plugin {impl.plugin_name!r} failed to register "
-                              f"{kind}s: {type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=3)
-                continue
+        for source, res in results:
             if res is None:
                 continue
             items = res.items() if isinstance(res, dict) else ((getattr(c, "name", ""), c) for c in res)
-            out.extend((impl.plugin_name, item) for item in items)
+            out.extend((source, item) for item in items)
         return out
+
+    @staticmethod
+    def _source(result: Any) -> str:
+        # pluggy returns results without their plugin: name where the registered objects live
+        items = result.values() if isinstance(result, dict) else (result or ())
+        mods = sorted({getattr(obj, "__module__", "?").split(".")[0] for obj in items})
+        return ",".join(mods) or "?"
 
     def _registry(self, hook_name: str, kind: str) -> dict[str, Any]:
         reg: dict[str, Any] = {}

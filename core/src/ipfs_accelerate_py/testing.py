@@ -76,12 +76,40 @@ def hold_worker(server: LocalServer, client: Any, backend: str, operation: str,
     return release
 
 
+class ManualClock:
+    """A clock that moves only when told, for ``Client(clock=...)``: the pipeline's
+    deadlines, backoffs, breaker intervals and rate limits then follow ``advance`` and
+    tests need no sleeps.  The client subscribes so that ``advance`` wakes its workers."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+        self._listeners: list[Any] = []
+
+    def __call__(self) -> float:
+        return self._now
+
+    def subscribe(self, callback: Any) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError("a monotonic clock never goes back")
+        with self._lock:
+            self._now += seconds
+            listeners = list(self._listeners)
+        for wake in listeners:
+            wake()
+        return self._now
+
+
 def fake_key(n: int = 1) -> str:
     """An obviously fake key for tests."""
     return f"test-key-{n}"
 
 
-__all__ = ["LocalServer", "fake_key", "hold_worker"]
+__all__ = ["LocalServer", "ManualClock", "fake_key", "hold_worker"]
 
 
 # --------------------------------------------------------------------------- contracts

@@ -1,9 +1,10 @@
 """Counters and histograms fed by the pipeline's monitoring hooks.
 
-A :class:`Metrics` object is itself a plugin (its methods are the hook implementations);
-the installed entry point feeds the process-wide one in ``prometheus_client.REGISTRY``.
-Register another one, with its own registry, through ``PluginManager.add_plugin`` before
-building the client.  Keys appear only by their public ``key_id`` (events never carry
+A :class:`Metrics` object is an observer (its methods take the events): a client names it
+with ``ClientConfig(observers=("prometheus",))`` (the process-wide metrics in
+``prometheus_client.REGISTRY``), ``(("prometheus", {"registry": r}),)`` or
+``observers=(Metrics(r),)``, or adds it with ``Client.add_observer``.  Registered with
+``PluginManager.add_plugin`` it watches every client of that manager.  Keys appear only by their public ``key_id`` (events never carry
 the key).
 """
 

@@ -1,7 +1,15 @@
-"""The entry point: feeds the process-wide metrics (``prometheus_client.REGISTRY``) from
-the monitoring hooks of every client.  Disable with
-``IPFS_ACCELERATE_DISABLE_PLUGINS=prometheus``; for a registry of your own register a
-``Metrics(registry)`` object with ``PluginManager.add_plugin`` instead."""
+"""The entry point: makes the ``"prometheus"`` observer, for the clients that name it.
+
+Installed, this extra does nothing until a client is configured with it::
+
+    Client(backends, ClientConfig(observers=("prometheus",)))          # REGISTRY
+    Client(backends, ClientConfig(observers=(("prometheus", {"registry": mine}),)))
+
+or ``IPFS_ACCELERATE_OBSERVERS=prometheus``.  Options are those of :class:`Metrics`
+(``registry``, ``namespace``, ``buckets``); without options every client shares the
+process-wide metrics in ``prometheus_client.REGISTRY``.  A ``Metrics`` object may also be
+given directly: ``observers=(Metrics(registry),)`` or ``client.add_observer(...)``.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +17,13 @@ from typing import Any
 
 from ipfs_accelerate_py import hookimpl
 
-
-def _m() -> Any:
-    from .metrics import default_metrics
-
-    return default_metrics()
+NAME = "prometheus"
 
 
 @hookimpl
-def accelerate_on_queued(event: Any) -> None:
-    _m().accelerate_on_queued(event)
+def accelerate_make_observer(name: str, options: dict[str, Any], config: Any) -> Any:
+    if name != NAME:
+        return None
+    from .metrics import Metrics, default_metrics
 
-
-@hookimpl
-def accelerate_on_started(event: Any) -> None:
-    _m().accelerate_on_started(event)
-
-
-@hookimpl
-def accelerate_on_retried(event: Any) -> None:
-    _m().accelerate_on_retried(event)
-
-
-@hookimpl
-def accelerate_on_finished(event: Any) -> None:
-    _m().accelerate_on_finished(event)
-
-
-@hookimpl
-def accelerate_on_breaker_changed(event: Any) -> None:
-    _m().accelerate_on_breaker_changed(event)
+    return Metrics(**options) if options else default_metrics()

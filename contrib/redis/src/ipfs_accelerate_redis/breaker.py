@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipfs_accelerate_py.breaker import HALF_OPEN_POLL, CircuitBreaker, TransitionCallback
 from ipfs_accelerate_py.config import BreakerPolicy
+from ipfs_accelerate_py.state import Breaker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import RedisStateStore
@@ -36,7 +37,7 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-class RedisBreaker:
+class RedisBreaker(Breaker):
     CLOSED = CircuitBreaker.CLOSED
     OPEN = CircuitBreaker.OPEN
     HALF_OPEN = CircuitBreaker.HALF_OPEN

@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ipfs_accelerate_py.limiter import KeyLimiter
+from ipfs_accelerate_py.state import Limiter
 
 from .mirror import LimiterMirror
 
@@ -37,7 +38,7 @@ def _num(v: float | None) -> str:
     return repr(v) if math.isfinite(v) else ""
 
 
-class RedisLimiter:
+class RedisLimiter(Limiter):
     """Per-key admission shared through Redis (drop-in for ``KeyLimiter``)."""
 
     def __init__(self, store: RedisStateStore, redis_key: str, requests_per_minute: float | None,

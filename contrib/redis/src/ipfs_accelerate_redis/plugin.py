@@ -1,33 +1,36 @@
-"""Hook implementations.  Installed, this plugin makes every client use Redis when
-``IPFS_ACCELERATE_REDIS_URL`` is set (and does nothing otherwise).  For explicit
-configuration register a :class:`RedisStatePlugin` instead::
+"""Hook implementations.  Installed, this plugin does nothing until a client names a
+Redis URL as its state store::
 
-    pm = get_plugin_manager(); pm.add_plugin(RedisStatePlugin("redis://host:6379/0"))
+    Client(backends, ClientConfig(state_store="redis://host:6379/0"))
+
+or ``IPFS_ACCELERATE_STATE_STORE=redis://host:6379/0``.  The client then owns (and closes)
+its store; ``IPFS_ACCELERATE_REDIS_FAIL_CLOSED`` and ``..._NAMESPACE`` set its options.  To
+share one store among clients, pass the store object: ``ClientConfig(state_store=store)``
+(never closed by the clients), or register a :class:`RedisStatePlugin` on a plugin manager.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ipfs_accelerate_py import hookimpl
 
-URL_ENV = "IPFS_ACCELERATE_REDIS_URL"
+SCHEMES = ("redis", "rediss", "unix")
 
 
 @hookimpl
-def accelerate_make_state_store(config: Any) -> Any:
-    if not os.environ.get(URL_ENV):
+def accelerate_make_state_store(url: str | None, config: Any) -> Any:
+    if url is None or url.split("://", 1)[0] not in SCHEMES:
         return None
     from .store import RedisStateStore
 
-    return RedisStateStore.from_env()
+    return RedisStateStore.from_env(url=url)
 
 
 class RedisStatePlugin:
-    """Explicit configuration: every client built with this plugin registered uses a
-    Redis store (a new one per client from ``url`` and ``options``, or the given
-    ``store``)."""
+    """Every client built with this plugin registered uses a Redis store, whatever its
+    config names: a new one per client from ``url`` and ``options`` (owned, closed by that
+    client), or the given ``store`` (shared: no client closes it)."""
 
     def __init__(self, url: str | None = None, *, store: Any = None, **options: Any) -> None:
         if url is None and store is None:
@@ -39,7 +42,9 @@ class RedisStatePlugin:
     @hookimpl(tryfirst=True)
     def accelerate_make_state_store(self, config: Any) -> Any:
         if self.store is not None:
-            return self.store
+            from ipfs_accelerate_py.state import SharedStore
+
+            return SharedStore(self.store)
         from .store import RedisStateStore
 
         return RedisStateStore(self.url, **self.options)

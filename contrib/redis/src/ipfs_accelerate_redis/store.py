@@ -191,14 +191,15 @@ class RedisStateStore(StateStore):
         self._counters: dict[str, RedisCounter] = {}
 
     @classmethod
-    def from_env(cls, **options: Any) -> RedisStateStore:
-        """A store configured by ``IPFS_ACCELERATE_REDIS_URL``, ``..._FAIL_CLOSED`` and
-        ``..._NAMESPACE``; keyword options override."""
+    def from_env(cls, url: str | None = None, **options: Any) -> RedisStateStore:
+        """A store configured by ``url`` (default ``IPFS_ACCELERATE_REDIS_URL``),
+        ``IPFS_ACCELERATE_REDIS_FAIL_CLOSED`` and ``..._NAMESPACE``; keyword options
+        override."""
         if FAIL_CLOSED_ENV in os.environ:
             options.setdefault("fail_closed", _truthy(os.environ[FAIL_CLOSED_ENV]))
         if os.environ.get(NAMESPACE_ENV):
             options.setdefault("namespace", os.environ[NAMESPACE_ENV])
-        return cls(os.environ.get(URL_ENV), **options)
+        return cls(url or os.environ.get(URL_ENV), **options)
 
     def heartbeat(self) -> int:
         """Say this process is alive and count the live ones (one round trip); while Redis
