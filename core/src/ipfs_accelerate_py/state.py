@@ -41,8 +41,10 @@ class Limiter(Protocol):
                   acquired_at: float | None = None) -> None:
         """The true usage of an admitted request is known: correct the estimate."""
 
-    def observe(self, info: Any, now: float) -> None:
-        """The provider's rate-limit headers of a response (``RateLimitInfo``)."""
+    def observe(self, info: Any, now: float, *, sent_at: float | None = None) -> None:
+        """The provider's rate-limit headers of a response (``RateLimitInfo``);
+        ``sent_at`` is when the request was admitted, so a ``remaining`` counted back then
+        is read for what it proves now."""
 
     def observe_429(self, retry_after: float | None, now: float) -> None:
         """The provider refused a request with 429 (and maybe a Retry-After)."""
