@@ -872,6 +872,9 @@ class Client:
             # -- attempts (issue 13.1): waiting is free, but this attempt was sent and
             # failed, so it counts against max_attempts like any other (checked above).
             job.outage_attempts += 1
+            # Behind its peers of the same priority: the breaker's probes take turns,
+            # rather than one request spending all its attempts on them.
+            job.entry.seq = next(self._seq)
             self._requeue(job, now, 0.0, err, key, "waiting for the circuit breaker")
             return
         if self.config.fail_fast and bs.breaker.state(now) == "open":
