@@ -223,6 +223,8 @@ class BoundedBody:
         self.received = 0
 
     def __getattr__(self, name: str) -> Any:  # close(), release_conn(), headers...
+        if name == "_raw":  # not set yet (a copy being made): no endless recursion
+            raise AttributeError(name)
         return getattr(self._raw, name)
 
     def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
@@ -289,7 +291,12 @@ class BoundedBody:
         return b""
 
     def read_all(self) -> bytes:
-        return b"".join(self.stream())
+        # One growing buffer, not a list of pieces: a fast reader gets many small pieces,
+        # and their per-object overhead would multiply the memory held near the bound.
+        buf = bytearray()
+        for data in self.stream():
+            buf += data
+        return bytes(buf)
 
 
 def iter_bounded_lines(response: requests.Response) -> Iterator[bytes]:
