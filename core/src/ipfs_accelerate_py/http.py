@@ -113,10 +113,10 @@ class Transport:
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
         """Send ``req``; return the response with its body read (bounded), or, for a
         streamed request, with a body that reads under the same bounds.  Network faults
-        become :class:`RequestTimeout` / :class:`ConnectionFailed`, a 3xx
-        an oversized body :class:`ResponseTooLarge` (a 3xx is returned, never followed:
-        see :func:`redirect_error`).  The
-        errors carry no chained ``requests`` exception: that one holds the sent headers."""
+        become :class:`RequestTimeout` / :class:`ConnectionFailed`, an oversized body
+        :class:`ResponseTooLarge`; a 3xx is returned, never followed (the pipeline makes it
+        :func:`redirect_error`).  The errors carry no chained ``requests`` exception: that
+        one holds the sent headers."""
         connect, read = req.timeout or timeout
         if req.deadline is not None:
             left = req.deadline - time.monotonic()
@@ -141,8 +141,9 @@ class Transport:
         if failure is not None:
             raise failure  # outside the except block: no __context__ holding the headers
         _redact(resp)
-        body = BoundedBody(resp, max_body=req.max_body or DEFAULT_MAX_BODY, deadline=req.deadline,
-                           read_timeout=read, backend=backend, request_id=request_id)
+        body = BoundedBody(resp, max_body=req.max_body or DEFAULT_MAX_BODY,
+                           deadline=req.deadline, read_timeout=read, backend=backend,
+                           request_id=request_id)
         resp.raw = body  # requests' iter_content/iter_lines now read through the bounds
         if not req.stream:
             try:
