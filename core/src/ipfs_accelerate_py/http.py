@@ -169,10 +169,10 @@ class Transport:
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
         """Send ``req``; return the response with its body read (bounded), or, for a
         streamed request, with a body that reads under the same bounds.  Network faults
-        become :class:`RequestTimeout` / :class:`ConnectionFailed`, a 3xx
-        an oversized body :class:`ResponseTooLarge` (a 3xx is returned, never followed:
-        see :func:`redirect_error`).  The
-        errors carry no chained ``requests`` exception: that one holds the sent headers."""
+        become :class:`RequestTimeout` / :class:`ConnectionFailed`, an oversized body
+        :class:`ResponseTooLarge`; a 3xx is returned, never followed (the pipeline makes it
+        :func:`redirect_error`).  The errors carry no chained ``requests`` exception: that
+        one holds the sent headers."""
         connect, read = req.timeout or timeout
         if req.deadline is not None:
             left = req.deadline - time.monotonic()
@@ -275,6 +275,8 @@ class BoundedBody:
         self.received = 0
 
     def __getattr__(self, name: str) -> Any:  # close(), release_conn(), headers...
+        if name == "_raw":  # not set yet (a copy being made): no endless recursion
+            raise AttributeError(name)
         return getattr(self._raw, name)
 
     def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
@@ -341,7 +343,12 @@ class BoundedBody:
         return b""
 
     def read_all(self) -> bytes:
-        return b"".join(self.stream())
+        # One growing buffer, not a list of pieces: a fast reader gets many small pieces,
+        # and their per-object overhead would multiply the memory held near the bound.
+        buf = bytearray()
+        for data in self.stream():
+            buf += data
+        return bytes(buf)
 
 
 def iter_bounded_lines(response: requests.Response) -> Iterator[bytes]:
