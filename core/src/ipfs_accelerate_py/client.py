@@ -287,7 +287,7 @@ class Client:
         """Serve a live page of this client's numbers on ``host:port`` (loopback by
         default; another host needs ``token``).  Returns the running page (``url``,
         ``close()``).  Needs the ``ipfs-accelerate-dashboard`` extra."""
-        page = self._hooks.accelerate_serve_dashboard(client=self, port=port, host=host,
+        page = self._pm.hooks.accelerate_serve_dashboard(client=self, port=port, host=host,
                                                       token=token)
         if page is None:
             raise ConfigError("serve_dashboard", "no installed plugin serves a dashboard "
