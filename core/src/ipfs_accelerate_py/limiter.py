@@ -130,6 +130,12 @@ class TokenBucket:
 _MAX_SAMPLES = 32
 #: Resets finer than this (durations in ms) are precise enough to pair up.
 _PAIR_RESOLUTION = 0.01
+#: Requests sent closer together than this may reach the server in either order.
+_PAIR_MIN_GAP = 0.01
+#: A learned rate lowered by 429s creeps back up by this share per admitted response, so
+#: refusals from jitter do not ratchet it down for good: at most about one refusal per
+#: 1/_CREEP responses once it is back at the quota.
+_CREEP = 1e-4
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -311,8 +317,9 @@ class _Dimension:
                 prev = item
                 break
         self.resets.append((sent_at, reset))
-        if prev is None or sent_at - prev[0] >= prev[1] - 2 * _PAIR_RESOLUTION:
-            return
+        if (prev is None or sent_at - prev[0] >= prev[1] - 2 * _PAIR_RESOLUTION
+                or sent_at - prev[0] < _PAIR_MIN_GAP):
+            return  # the bucket may have filled in between, or the two may have crossed
         a, b = self._taken_at(prev[0]), self._taken_at(sent_at)
         if a is None or b is None or b - a < 1.0:
             return
@@ -353,9 +360,11 @@ class _Dimension:
                 # sends in step with the server; pairs of resets are exact: clamp to them.
                 est = sorted(self.pairs)[len(self.pairs) // 2]
                 rate = max(ev.lo_of(cap), min(rate, est)) if cap is not None else rate
+        if self.ceiling is not None and admitted:
+            self.ceiling *= 1.0 + _CREEP
         if (self.ceiling is not None and source is not None and rate is not None
                 and cap is not None and self.ceiling < rate):
-            rate = max(ev.lo_of(cap), self.ceiling)
+            rate = max(0.99 * ev.lo_of(cap), self.ceiling)
             source += ", lowered by 429s"
         if rate is not None and cap is not None and self.burst is not None:
             cap = min(cap, self.burst)
@@ -408,14 +417,15 @@ class _Dimension:
     def refused(self, now: float, sent_at: float | None) -> None:
         """A 429 although the learned bucket admitted the request: the rate, which the
         headers only bound from above, is too high.  Lower it 1 % per refusal, never
-        below what the headers prove (their lower bound): pacing a hair under the quota
-        costs far less than a refusal every few requests."""
+        more than 1 % below what the headers prove (their lower bound): pacing a hair
+        under the quota costs far less than a refusal every few requests.  It creeps
+        back up by ``_CREEP`` per admitted response."""
         ev, b = self.evidence, self.learned
         if sent_at is None or sent_at < self.learned_at:
             return  # sent before anything was learned: no verdict on the learned rate
         if b is None or ev.source is None or ev.rate is None or ev.capacity is None:
             return
-        self.ceiling = max(ev.lo_of(ev.capacity), b.rate * 0.99)
+        self.ceiling = 0.99 * max(ev.lo_of(ev.capacity), b.rate)
         if self.ceiling < b.rate:
             b.reconfigure(self.ceiling, b.capacity, now)
             self.rate_source = ev.source + ", lowered by 429s"
