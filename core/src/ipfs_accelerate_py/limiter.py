@@ -148,16 +148,17 @@ class _Evidence:
     ``reset`` = the time until the bucket is full again, ``(C - level) / rate``.  So each
     response with a reset bounds the rate: with ``d = C - remaining``, the true level lies
     in [remaining, remaining + 1), and ``rate`` in ``[(d - 1) / (reset + res), d / (reset -
-    res)]`` where ``res`` is the reset's resolution (1 ms for durations, 1 s for RFC 3339
-    instants).  The bounds of many responses intersect; the upper one (never below the
+    res)]`` where ``res`` is how far the reset may be off (half a millisecond for
+    durations, 1 s plus the latency for RFC 3339 instants).  The bounds of many responses intersect; the upper one (never below the
     truth) is the learned rate.
 
     ``C`` is either ``limit`` (OpenAI: the bucket holds a minute's quota) or, for
     requests, ``peak remaining + 1`` (a server that states a per-minute, per-second or
     daily ``limit`` but enforces a small burst shows the burst by never reporting more).
-    In that order: ``limit`` with the stated window's rate (``limit / window``, per minute
-    unless the protocol says otherwise) when every response agrees with it; else ``limit``
-    or the burst, whichever the responses agree with; else the stated rate as a prior.
+    In that order: the stated rate (``limit / window``, per minute unless the protocol
+    says otherwise) with either capacity, when every response agrees with it; else the
+    resets' upper bound, the smaller capacity first; else (no usable reset) the stated
+    rate as a prior.  An admitted request's response also proves ``level <= C - 1``.
     Evidence that no shape explains (a changed quota) is dropped, oldest first.
     """
 
