@@ -384,11 +384,17 @@ class LimiterMachine(RuleBasedStateMachine):
 
     @rule(remaining=st.one_of(st.none(), st.floats(0, 100)),
           reset=st.one_of(st.none(), st.floats(0, 30)),
-          limit=st.one_of(st.none(), st.floats(1, 1e6)))
-    def headers(self, remaining, reset, limit):
+          limit=st.one_of(st.none(), st.floats(1, 1e6)),
+          age=st.one_of(st.none(), st.floats(0, 5)), coarse=st.booleans(),
+          refused=st.booleans())
+    def headers(self, remaining, reset, limit, age, coarse, refused):
+        # whatever the headers say (and however old), the configured rates hold
         self.k.observe(Info(limit_requests=limit, remaining_requests=remaining,
                             reset_requests=reset, limit_tokens=limit,
-                            remaining_tokens=remaining, reset_tokens=reset), self.now)
+                            remaining_tokens=remaining, reset_tokens=reset,
+                            retry_after=1.0 if refused else None,
+                            reset_resolution=1.0 if coarse else 0.0005), self.now,
+                       sent_at=None if age is None else self.now - age)
 
     def _check_windows_ending_now(self):
         end = self.now

@@ -130,6 +130,12 @@ class TokenBucket:
 _MAX_SAMPLES = 32
 #: Resets finer than this (durations in ms) are precise enough to pair up.
 _PAIR_RESOLUTION = 0.01
+#: Requests sent closer together than this may reach the server in either order.
+_PAIR_MIN_GAP = 0.01
+#: A learned rate lowered by 429s creeps back up by this share per admitted response, so
+#: refusals from jitter do not ratchet it down for good: at most about one refusal per
+#: 1/_CREEP responses once it is back at the quota.
+_CREEP = 1e-4
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -142,16 +148,17 @@ class _Evidence:
     ``reset`` = the time until the bucket is full again, ``(C - level) / rate``.  So each
     response with a reset bounds the rate: with ``d = C - remaining``, the true level lies
     in [remaining, remaining + 1), and ``rate`` in ``[(d - 1) / (reset + res), d / (reset -
-    res)]`` where ``res`` is the reset's resolution (1 ms for durations, 1 s for RFC 3339
-    instants).  The bounds of many responses intersect; the upper one (never below the
+    res)]`` where ``res`` is how far the reset may be off (half a millisecond for
+    durations, 1 s plus the latency for RFC 3339 instants).  The bounds of many responses intersect; the upper one (never below the
     truth) is the learned rate.
 
     ``C`` is either ``limit`` (OpenAI: the bucket holds a minute's quota) or, for
     requests, ``peak remaining + 1`` (a server that states a per-minute, per-second or
     daily ``limit`` but enforces a small burst shows the burst by never reporting more).
-    In that order: ``limit`` with the stated window's rate (``limit / window``, per minute
-    unless the protocol says otherwise) when every response agrees with it; else ``limit``
-    or the burst, whichever the responses agree with; else the stated rate as a prior.
+    In that order: the stated rate (``limit / window``, per minute unless the protocol
+    says otherwise) with either capacity, when every response agrees with it; else the
+    resets' upper bound, the smaller capacity first; else (no usable reset) the stated
+    rate as a prior.  An admitted request's response also proves ``level <= C - 1``.
     Evidence that no shape explains (a changed quota) is dropped, oldest first.
     """
 
@@ -311,8 +318,9 @@ class _Dimension:
                 prev = item
                 break
         self.resets.append((sent_at, reset))
-        if prev is None or sent_at - prev[0] >= prev[1] - 2 * _PAIR_RESOLUTION:
-            return
+        if (prev is None or sent_at - prev[0] >= prev[1] - 2 * _PAIR_RESOLUTION
+                or sent_at - prev[0] < _PAIR_MIN_GAP):
+            return  # the bucket may have filled in between, or the two may have crossed
         a, b = self._taken_at(prev[0]), self._taken_at(sent_at)
         if a is None or b is None or b - a < 1.0:
             return
@@ -353,9 +361,11 @@ class _Dimension:
                 # sends in step with the server; pairs of resets are exact: clamp to them.
                 est = sorted(self.pairs)[len(self.pairs) // 2]
                 rate = max(ev.lo_of(cap), min(rate, est)) if cap is not None else rate
+        if self.ceiling is not None and admitted:
+            self.ceiling *= 1.0 + _CREEP
         if (self.ceiling is not None and source is not None and rate is not None
                 and cap is not None and self.ceiling < rate):
-            rate = max(ev.lo_of(cap), self.ceiling)
+            rate = max(0.99 * ev.lo_of(cap), self.ceiling)
             source += ", lowered by 429s"
         if rate is not None and cap is not None and self.burst is not None:
             cap = min(cap, self.burst)
@@ -408,14 +418,15 @@ class _Dimension:
     def refused(self, now: float, sent_at: float | None) -> None:
         """A 429 although the learned bucket admitted the request: the rate, which the
         headers only bound from above, is too high.  Lower it 1 % per refusal, never
-        below what the headers prove (their lower bound): pacing a hair under the quota
-        costs far less than a refusal every few requests."""
+        more than 1 % below what the headers prove (their lower bound): pacing a hair
+        under the quota costs far less than a refusal every few requests.  It creeps
+        back up by ``_CREEP`` per admitted response."""
         ev, b = self.evidence, self.learned
         if sent_at is None or sent_at < self.learned_at:
             return  # sent before anything was learned: no verdict on the learned rate
         if b is None or ev.source is None or ev.rate is None or ev.capacity is None:
             return
-        self.ceiling = max(ev.lo_of(ev.capacity), b.rate * 0.99)
+        self.ceiling = 0.99 * max(ev.lo_of(ev.capacity), b.rate)
         if self.ceiling < b.rate:
             b.reconfigure(self.ceiling, b.capacity, now)
             self.rate_source = ev.source + ", lowered by 429s"
