@@ -17,7 +17,6 @@ from ipfs_accelerate_py.results import Result, StreamChunk
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
-from .server import GroqServer
 
 #: Groq's x-ratelimit-*-requests headers count requests per day (tokens: per minute).
 REQUEST_WINDOW = 86_400.0
@@ -42,7 +41,6 @@ class GroqBackend(Backend):
     metadata_keys = ("groq_api_key",)
     request_id_header = None
     response_id_header = "x-request-id"
-    server_class = GroqServer
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)

@@ -18,7 +18,6 @@ from ipfs_accelerate_py.request import Request, new_request_id
 from ipfs_accelerate_py.results import IncompleteStream, Result, StreamChunk, Usage
 from ipfs_accelerate_py.wire import openai_compat as oc
 
-from .server import OPEAServer
 
 #: operation -> (option naming its own service URL, path under that URL)
 _ROUTES = {
@@ -64,7 +63,6 @@ class OPEABackend(Backend):
     metadata_base_url = ("opea_endpoint",)
     request_id_header = "X-Request-ID"
     response_id_header = "x-request-id"
-    server_class = OPEAServer
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)
