@@ -26,7 +26,7 @@ from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
 from ipfs_accelerate_py.testing import LocalServer
-from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 MODEL = "llama-3.1-8b-instant"
@@ -132,7 +132,7 @@ def test_stream_cut_error_event_and_truncation(client, srv):
     assert info.value.partial_text and whole.text.startswith(info.value.partial_text)
 
     frames = stream_answer(CHAT)
-    srv.script(ServerResponse.stream(frames[:3] + oc.sse_body(
+    srv.script(ServerResponse.stream(frames[:3] + ocs.sse_body(
         [{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}], done=False)))
     with pytest.raises(StreamError) as info:
         client.stream("groq", "chat", CHAT).collect()
@@ -195,7 +195,7 @@ def test_429_classification_and_retry_after(srv):
 
 
 def test_flex_capacity_498_is_rate_limited(client, srv):
-    srv.script(ServerResponse.json(oc.render_error("Flex tier capacity exceeded. Please try again later.",
+    srv.script(ServerResponse.json(ocs.render_error("Flex tier capacity exceeded. Please try again later.",
                                                    "capacity_exceeded"), 498))
     res = client.call("groq", "chat", CHAT)
     assert res.attempts == 2
@@ -231,7 +231,7 @@ def test_bad_key(srv):
     ServerResponse.text("<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>", 502, "text/html"),
     ServerResponse(200, {"Content-Type": "application/json"}, b""),
     ServerResponse(200, {"Content-Type": "application/json"}, b"{\"id\":"),
-    ServerResponse.json(oc.render_error("Service Unavailable", "internal_server_error"), 503),
+    ServerResponse.json(ocs.render_error("Service Unavailable", "internal_server_error"), 503),
 ])
 def test_bad_answers_are_retried(client, srv, answer):
     srv.script(answer)

@@ -29,6 +29,7 @@ from ipfs_accelerate_py.results import Result, ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
 from ipfs_accelerate_py.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]
@@ -79,7 +80,7 @@ def proto_answer(body: dict, path: str = "/v1/chat/completions") -> ServerRespon
 
 
 def sse(*objs, done=True) -> ServerResponse:
-    return ServerResponse.stream(oc.sse_body(objs, done=done))
+    return ServerResponse.stream(ocs.sse_body(objs, done=done))
 
 
 # ----------------------------------------------------------------------- chat
@@ -196,9 +197,9 @@ def test_stream_cut_midway_raises_with_partial_text(client, srv):
 
 
 def test_stream_error_event_midway(client, srv):
-    srv.script(sse(oc.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[0],
-                   oc.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[1],
-                   oc.render_error("The server had an error while processing your request.", "server_error"),
+    srv.script(sse(ocs.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[0],
+                   ocs.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[1],
+                   ocs.render_error("The server had an error while processing your request.", "server_error"),
                    done=False))
     stream = client.stream("openai", "chat", CHAT)
     with pytest.raises(StreamError) as info:
@@ -208,7 +209,7 @@ def test_stream_error_event_midway(client, srv):
 
 
 def test_stream_without_done_is_truncated(client, srv):
-    chunks = oc.render_chat_chunks("gpt-4o-mini", ["a", "b"], completion_id="c")
+    chunks = ocs.render_chat_chunks("gpt-4o-mini", ["a", "b"], completion_id="c")
     srv.script(sse(*chunks, done=False))
     with pytest.raises(StreamError, match="truncated") as info:
         client.stream("openai", "chat", CHAT).collect()
@@ -216,8 +217,8 @@ def test_stream_without_done_is_truncated(client, srv):
 
 
 def test_stream_malformed_event_midway(client, srv):
-    first = oc.render_chat_chunks("gpt-4o-mini", ["a"], completion_id="c")[:2]
-    srv.script(ServerResponse.stream([*oc.sse_body(first, done=False), b"data: {oops\n\n",
+    first = ocs.render_chat_chunks("gpt-4o-mini", ["a"], completion_id="c")[:2]
+    srv.script(ServerResponse.stream([*ocs.sse_body(first, done=False), b"data: {oops\n\n",
                                       b"data: [DONE]\n\n"]))
     with pytest.raises(StreamError) as info:
         client.stream("openai", "chat", CHAT).collect()
@@ -280,7 +281,7 @@ def test_single_embeddings_are_coalesced_into_one_call(srv):
                      {"model": "text-embedding-3-small", "input": "x", "dimensions": 5}]
     assert len(results[-1].data[0]) == 5
     for text, res in zip(texts, results):
-        assert res.data == [oc.synth_vector(text, 4)]  # each caller gets its own vector
+        assert res.data == [ocs.synth_vector(text, 4)]  # each caller gets its own vector
     total = sum(r.usage.prompt_tokens for r in results[:-1])
     assert total == sum(oc.count_tokens(t) for t in texts)
 
@@ -307,7 +308,7 @@ def test_batch_hooks_and_mismatch():
 
 
 def test_embedding_count_mismatch_from_server_is_retried(client, srv):
-    wrong = oc.render_embeddings("text-embedding-3-small", [[0.1, 0.2]])
+    wrong = ocs.render_embeddings("text-embedding-3-small", [[0.1, 0.2]])
     srv.script(ServerResponse.json(wrong))
     res = client.call("openai", "embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"],
                                                "dimensions": 2})
@@ -358,7 +359,7 @@ def test_context_too_long(srv):
 
 
 def test_content_filter_error(client, srv):
-    srv.script(ServerResponse.json(oc.render_error(
+    srv.script(ServerResponse.json(ocs.render_error(
         "The response was filtered due to the prompt triggering content management policy.",
         "invalid_request_error", "content_filter", "prompt"), 400))
     with pytest.raises(ContentFiltered):
@@ -445,7 +446,7 @@ def test_insufficient_quota_on_the_only_key_fails_without_retry(client, srv):
 
 
 def test_x_should_retry_false_stops_retries(client, srv):
-    srv.script(ServerResponse.json(oc.render_error("boom", "server_error"), 500,
+    srv.script(ServerResponse.json(ocs.render_error("boom", "server_error"), 500,
                                    {"x-should-retry": "false"}))
     with pytest.raises(TransientError):
         client.call("openai", "models", {})
@@ -453,14 +454,14 @@ def test_x_should_retry_false_stops_retries(client, srv):
 
 
 @pytest.mark.parametrize("answer", [
-    ServerResponse.json(oc.render_error("The server had an error while processing your request.",
+    ServerResponse.json(ocs.render_error("The server had an error while processing your request.",
                                         "server_error"), 500),
     ServerResponse.text("<html><head><title>502 Bad Gateway</title></head></html>", 502, "text/html"),
     ServerResponse(200, {"Content-Type": "application/json"}, b""),
     ServerResponse(200, {"Content-Type": "application/json"}, b'{"id": "chatcmpl-1", "choi'),
     ServerResponse.text("<html>captive portal</html>", 200, "text/html"),
     ServerResponse.json({"id": "x", "object": "chat.completion", "choices": []}),
-    ServerResponse.json(oc.render_error("conflict", "invalid_request_error"), 409),
+    ServerResponse.json(ocs.render_error("conflict", "invalid_request_error"), 409),
 ])
 def test_bad_answers_are_transient_and_retried(client, srv, answer):
     srv.script(answer)
