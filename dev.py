@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Workspace tasks.  Needs only python3 (>= 3.10) with pip and venv.
+"""Workspace tasks.  Needs only python3 (>= 3.11: tomllib) with pip and venv.
 
     python3 dev.py demo     run the main job (the simulator demo)
     python3 dev.py test     run every test of every distribution (extra args go to pytest)
