@@ -28,7 +28,7 @@ PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml
 
 #: Modules whose presence means server code was loaded.
 SERVER_MODULES = ("http.server", "socketserver", "ipfs_accelerate_py.server",
-                  "ipfs_accelerate_py.sim", "ipfs_accelerate_py.testing",
+                  "ipfs_accelerate_sim", "ipfs_accelerate_sim.testing",
                   "ipfs_accelerate_py.wire.openai_server")
 
 
@@ -48,7 +48,7 @@ def _loaded_after(code: str) -> list[str]:
 
 def _server_code(modules: list[str]) -> list[str]:
     return [m for m in modules
-            if m in SERVER_MODULES or m.startswith("ipfs_accelerate_py.sim.")
+            if m in SERVER_MODULES or m.startswith("ipfs_accelerate_sim.")
             or (m.startswith("ipfs_accelerate_") and m.endswith(".server"))]
 
 

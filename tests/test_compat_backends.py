@@ -17,7 +17,7 @@ from ipfs_accelerate_py import api_backends
 from ipfs_accelerate_py.api_backends import ApiKeyMultiplexer
 from ipfs_accelerate_py.api_backends.providers import ALL
 from ipfs_accelerate_py.plugins import get_plugin_manager
-from ipfs_accelerate_py.sim import SimConfig, Simulator, key_label
+from ipfs_accelerate_sim import SimConfig, Simulator, key_label
 
 INSTALLED = get_plugin_manager().backends()
 CHAT = [{"role": "user", "content": "Hello world"}]

@@ -21,7 +21,7 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.results import IncompleteStream, ResultStream, ToolCall, Usage
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, iter_chunks, route
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers

@@ -18,7 +18,7 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.plugins import list_plugins
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 from ipfs_accelerate_claude.backend import ClaudeBackend
 from ipfs_accelerate_claude.server import ClaudeServer

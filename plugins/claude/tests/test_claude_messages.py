@@ -10,7 +10,7 @@ import pytest
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
 from ipfs_accelerate_py.errors import NotFound, StreamError
 from ipfs_accelerate_py.server import ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_claude.server import ClaudeServer
 
 MODEL = "claude-sim-haiku"

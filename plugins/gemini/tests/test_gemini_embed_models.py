@@ -8,7 +8,7 @@ from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, Ret
 from ipfs_accelerate_py.errors import NotFound, TransientError
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_gemini.backend import GeminiBackend
 from ipfs_accelerate_gemini.server import GeminiServer
 

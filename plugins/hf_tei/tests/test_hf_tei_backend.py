@@ -19,7 +19,7 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_hf_tei.backend import TEIBackend
 from ipfs_accelerate_hf_tei.server import TEIServer
 

@@ -20,7 +20,7 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_py.wire.ndjson import format_ndjson
 from ipfs_accelerate_ollama.backend import OllamaBackend
 from ipfs_accelerate_ollama.server import OllamaServer

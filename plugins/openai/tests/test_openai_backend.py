@@ -27,7 +27,7 @@ from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result, ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo

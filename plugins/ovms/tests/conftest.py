@@ -8,8 +8,8 @@ from typing import Any, Iterator
 import pytest
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
-from ipfs_accelerate_py import testing
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_ovms.server import OvmsServer
 
 OVMS_ENV = ("OVMS_API_URL", "OVMS_API_KEY", "OVMS_MODEL", "OVMS_VERSION")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..wire.ratelimit import RateLimitInfo
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 
 class Bucket:

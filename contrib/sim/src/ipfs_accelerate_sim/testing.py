@@ -1,4 +1,4 @@
-"""Test helpers for backend and strategy authors (install the ``[testing]`` extra).
+"""Test helpers for backend and strategy authors (``pip install ipfs-accelerate-sim[testing]``).
 
 :class:`LocalServer` hosts a :class:`~ipfs_accelerate_py.server.ProtocolServer` on
 127.0.0.1, records every request it receives, and can be scripted to answer the next
@@ -12,7 +12,9 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
-from .server import HttpServer, ServerRequest, ServerResponse
+from ipfs_accelerate_py.server import ServerRequest, ServerResponse
+
+from .http_host import HttpServer
 
 Responder = ServerResponse | Callable[[ServerRequest], ServerResponse]
 
@@ -91,7 +93,7 @@ import sys as _sys
 import threading as _threading
 from typing import Any as _Any, ClassVar as _ClassVar
 
-from .server import CutConnection as _Cut
+from ipfs_accelerate_py.server import CutConnection as _Cut
 
 
 def _cut_after(response: ServerResponse, parts: int) -> ServerResponse:
@@ -151,9 +153,9 @@ class BackendContract:
 
     @_pytest.fixture
     def client(self, server: LocalServer) -> _Any:
-        from .client import Client
-        from .config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
-        from .plugins import PluginManager
+        from ipfs_accelerate_py.client import Client
+        from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+        from ipfs_accelerate_py.plugins import PluginManager
 
         backend_class = self.backend_class
 
@@ -162,7 +164,7 @@ class BackendContract:
             def accelerate_backends() -> list[type]:
                 return [backend_class]
 
-        from .hookspecs import hookimpl
+        from ipfs_accelerate_py.hookspecs import hookimpl
 
         _Plugin.accelerate_backends = hookimpl(_Plugin.accelerate_backends)  # type: ignore[method-assign]
         pm = PluginManager(load_entry_points=False)
@@ -194,7 +196,7 @@ class BackendContract:
         assert set(self.samples) <= set(cls.operations)
 
     def test_every_sample_round_trips(self, client: _Any, server: LocalServer) -> None:
-        from .results import Result
+        from ipfs_accelerate_py.results import Result
 
         for op, payload in self.samples.items():
             server.clear()
@@ -211,7 +213,7 @@ class BackendContract:
         assert self.keys[0] in sent
 
     def test_rate_limit_is_classified_and_retried(self, client: _Any, server: LocalServer) -> None:
-        from .wire.ratelimit import RateLimitInfo
+        from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
         op, payload = self._first_sample()
         proto = self.server_class()
@@ -237,7 +239,7 @@ class BackendContract:
             assert res.attempts == 2, answer
 
     def test_auth_error_is_not_retried(self, client: _Any, server: LocalServer) -> None:
-        from .errors import AuthError
+        from ipfs_accelerate_py.errors import AuthError
 
         op, payload = self._first_sample()
         server.script(lambda req: self.server_class().error(req, 401, "invalid api key"))
@@ -249,7 +251,7 @@ class BackendContract:
                 assert key not in text
 
     def test_stream_round_trips_and_cut_raises(self, client: _Any, server: LocalServer) -> None:
-        from .errors import StreamError
+        from ipfs_accelerate_py.errors import StreamError
 
         if self.stream_sample is None:
             assert not self.backend_class.streaming_operations, "set stream_sample"
@@ -291,7 +293,7 @@ class BackendContract:
 
 
 def _base_build() -> _Any:
-    from .backend import Backend
+    from ipfs_accelerate_py.backend import Backend
 
     return Backend.build_request
 
@@ -304,8 +306,8 @@ class StrategyContract:
 
     @staticmethod
     def _candidates(n: int, in_flight: list[int] | None = None) -> list[_Any]:
-        from .keys import ApiKey
-        from .selection import KeyCandidate
+        from ipfs_accelerate_py.keys import ApiKey
+        from ipfs_accelerate_py.selection import KeyCandidate
 
         class _Limiter:
             def headroom(self, now: float) -> float:
@@ -319,7 +321,7 @@ class StrategyContract:
         return out
 
     def test_picks_only_among_candidates(self) -> None:
-        from .request import Request
+        from ipfs_accelerate_py.request import Request
 
         s = self.strategy_factory()
         all_keys = self._candidates(5)
@@ -328,7 +330,7 @@ class StrategyContract:
                 assert s.select(Request("op"), subset) in subset
 
     def test_fair_over_time(self) -> None:
-        from .request import Request
+        from ipfs_accelerate_py.request import Request
 
         s = self.strategy_factory()
         keys = self._candidates(4)
@@ -340,7 +342,7 @@ class StrategyContract:
         assert max(counts.values()) - min(counts.values()) <= 4, counts
 
     def test_thread_safe(self) -> None:
-        from .request import Request
+        from ipfs_accelerate_py.request import Request
 
         s = self.strategy_factory()
         keys = self._candidates(3)
