@@ -19,6 +19,7 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_hf_tei.backend import TEIBackend
 from ipfs_accelerate_hf_tei.server import TEIServer
@@ -56,19 +57,8 @@ def sent_json(req: ServerRequest) -> Any:
 
 
 def hold_worker(srv: LocalServer, client: Client) -> threading.Event:
-    """Occupy the client's only worker with a /health call until the returned event is
-    set, so that requests submitted meanwhile are all queued when it frees up."""
-    release, started = threading.Event(), threading.Event()
-
-    def held(req: ServerRequest) -> ServerResponse:
-        started.set()
-        release.wait(10)
-        return srv.protocol(req)
-
-    srv.script(held)
-    client.submit("hf_tei", "health", {})
-    assert started.wait(10)
-    return release
+    """Occupy the client's only worker with a held /health call (the kit's hold_worker)."""
+    return testing.hold_worker(srv, client, "hf_tei", "health")
 
 
 # ---------------------------------------------------------------------- requests sent

@@ -20,6 +20,7 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_py.wire.ndjson import format_ndjson
 from ipfs_accelerate_ollama.backend import OllamaBackend
@@ -325,17 +326,7 @@ def test_payload_checks_before_sending(srv: LocalServer) -> None:
 # ---------------------------------------------------------------------- embed batching
 def hold_worker(srv: LocalServer, client: Client) -> threading.Event:
     """Occupy the client's only worker with a held /api/version call."""
-    release, started = threading.Event(), threading.Event()
-
-    def held(req: ServerRequest) -> ServerResponse:
-        started.set()
-        release.wait(10)
-        return srv.protocol(req)
-
-    srv.script(held)
-    client.submit("ollama", "version", {})
-    assert started.wait(10)
-    return release
+    return testing.hold_worker(srv, client, "ollama", "version")
 
 
 def test_queued_single_embeds_are_coalesced(srv: LocalServer) -> None:
