@@ -2,7 +2,9 @@
 """Workspace tasks.  Needs only python3 (>= 3.11: tomllib) with pip and venv.
 
     python3 dev.py demo     run the main job (the simulator demo)
-    python3 dev.py test     run every test of every distribution (extra args go to pytest)
+    python3 dev.py test     lint, type-check, then run every test of every distribution
+                            (extra args go to pytest)
+    python3 dev.py lint     only the linter (ruff) and the type checker (mypy, the core)
     python3 dev.py setup    only create/refresh .venv
 
 The first run creates .venv/ and installs every workspace member editable plus the
@@ -80,7 +82,14 @@ def main(argv: list[str]) -> int:
         setup()
         return 0
     py = setup()
-    if cmd == "test":
+    if cmd in ("test", "lint"):
+        # Both read their configuration from pyproject.toml ([tool.ruff], [tool.mypy]).
+        for check in (["-m", "ruff", "check", "."], ["-m", "mypy"]):
+            rc = subprocess.call([str(py), *check], cwd=ROOT)
+            if rc:
+                return rc
+        if cmd == "lint":
+            return 0
         return subprocess.call([str(py), "-m", "pytest", *rest], cwd=ROOT)
     if cmd == "demo":
         return subprocess.call([str(py), "-m", "ipfs_accelerate_py.cli", "demo", *rest], cwd=ROOT)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, Request, RetryPolicy, hookimpl
+from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, RetryPolicy, hookimpl
 from ipfs_accelerate_py.errors import CircuitOpenError, InvalidRequest, TransientError
 from ipfs_accelerate_py.server import ServerResponse
 

@@ -106,7 +106,7 @@ class PluginManager(pluggy.PluginManager):
         """Register a plugin object directly (tests, applications); resets registries."""
         with self._lock:
             self.register(plugin, name=name)
-            self._infos.append(PluginInfo(name or getattr(plugin, "__name__", repr(plugin)),
+            self._infos.append(PluginInfo(str(name or getattr(plugin, "__name__", repr(plugin))),
                                           None, None, getattr(plugin, "__name__", repr(plugin))))
             self._backends = self._strategies = self._servers = None
 

@@ -26,7 +26,7 @@ def simulator_module() -> ModuleType:
     """The installed simulator's module (the first ``ipfs_accelerate.simulator`` entry point)."""
     eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
     if not eps:
-        raise ConfigError("no simulator installed: install the workspace's contrib/sim "
+        raise ConfigError("simulator", "none installed: install the workspace's contrib/sim "
                           "distribution (it registers the 'ipfs_accelerate.simulator' entry point)")
     return importlib.import_module(eps[0].value)
 

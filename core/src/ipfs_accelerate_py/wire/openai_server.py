@@ -260,7 +260,7 @@ class CompatResponder:
         return ServerResponse.json(render_error(message, type or error_type_for_status(status),
                                                 code, param), status)
 
-    def _body(self, req: Any) -> tuple[Mapping[str, Any] | None, Any]:
+    def _body(self, req: Any) -> tuple[Any, Any]:  # (the JSON object, None) or (None, an error)
         try:
             body = req.json()
         except ValueError:
@@ -269,7 +269,7 @@ class CompatResponder:
             return None, self.error(400, "The request body must be a JSON object.")
         return body, None
 
-    def _model(self, body: Mapping[str, Any]) -> tuple[str | None, Any]:
+    def _model(self, body: Mapping[str, Any]) -> tuple[Any, Any]:  # (model, None) or (None, an error)
         model = body.get("model")
         if not model:
             return None, self.error(400, "you must provide a model parameter", param="model")
