@@ -10,7 +10,7 @@ from ipfs_accelerate_groq.backend import GroqBackend, request_window
 from ipfs_accelerate_groq.server import EXAMPLE_LIMITS, GroqServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
@@ -20,11 +20,10 @@ from ipfs_accelerate_py.errors import (
     StreamError,
     TransientError,
 )
-from ipfs_accelerate_py.hookspecs import hookimpl
-from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
@@ -33,21 +32,9 @@ MODEL = "llama-3.1-8b-instant"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Explain fast inference"}]}
 
 
-class _Only:
-    @staticmethod
-    @hookimpl
-    def accelerate_backends():
-        return [GroqBackend]
-
 
 def make_client(srv: LocalServer, keys=("test-key-1",), base_path="/openai/v1") -> Client:
-    pm = PluginManager(load_entry_points=False)
-    pm.add_plugin(_Only, name="groq-only")
-    return Client([BackendConfig(name="groq", keys=list(keys), base_url=srv.url + base_path)],
-                  ClientConfig(max_concurrency=4, default_deadline=30.0,
-                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=4),
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)),
-                  plugin_manager=pm, seed=1)
+    return testing.make_client(GroqBackend, srv.url + base_path, keys=keys)
 
 
 @pytest.fixture

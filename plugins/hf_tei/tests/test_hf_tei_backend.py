@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request
 from ipfs_accelerate_py.errors import (
     ContextTooLong,
     InvalidRequest,
@@ -41,10 +41,8 @@ def srv() -> Iterator[LocalServer]:
 
 def make_client(url: str, *, keys: Any = (fake_key(1),), attempts: int = 1,
                 concurrency: int = 4, **backend: Any) -> Client:
-    return Client([BackendConfig(name="hf_tei", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=concurrency,
-                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
-                                                 max_delay=0.05)))
+    return testing.make_client("hf_tei", url, keys=keys, attempts=attempts, concurrency=concurrency,
+                               base_delay=0.01, max_delay=0.05, **backend)
 
 
 def direct(srv: LocalServer, path: str, body: Any) -> Any:

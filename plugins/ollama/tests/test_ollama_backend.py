@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
@@ -44,10 +44,8 @@ def srv() -> Iterator[LocalServer]:
 
 def make_client(url: str, *, keys: Any = (), attempts: int = 1, concurrency: int = 2,
                 **backend: Any) -> Client:
-    return Client([BackendConfig(name="ollama", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=concurrency,
-                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
-                                                 max_delay=0.05)))
+    return testing.make_client("ollama", url, keys=keys, attempts=attempts, concurrency=concurrency,
+                               base_delay=0.01, max_delay=0.05, **backend)
 
 
 def sent_json(req: ServerRequest) -> Any:

@@ -10,13 +10,12 @@ from ipfs_accelerate_opea.backend import OPEABackend
 from ipfs_accelerate_opea.server import OPEAServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import AuthError, InvalidRequest, StreamError, TransientError
-from ipfs_accelerate_py.hookspecs import hookimpl
-from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire import openai_server as ocs
@@ -27,24 +26,12 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "What is Deep L
         "max_tokens": 17}
 
 
-class _Only:
-    @staticmethod
-    @hookimpl
-    def accelerate_backends():
-        return [OPEABackend]
-
 
 def make_client(srv: LocalServer | None, keys=(), base_path="/v1", options=None, concurrency=4,
                 batch_window=0.005, base_url=None) -> Client:
-    pm = PluginManager(load_entry_points=False)
-    pm.add_plugin(_Only, name="opea-only")
     url = base_url if base_url is not None else srv.url + base_path
-    return Client([BackendConfig(name="opea", keys=list(keys), base_url=url, options=options or {},
-                                 batch_window=batch_window)],
-                  ClientConfig(max_concurrency=concurrency, default_deadline=30.0,
-                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=4),
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)),
-                  plugin_manager=pm, seed=1)
+    return testing.make_client(OPEABackend, url, keys=keys, concurrency=concurrency,
+                               options=options or {}, batch_window=batch_window)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ipfs_accelerate_openai.backend import OpenAIBackend
 from ipfs_accelerate_openai.server import EXAMPLE_LIMITS, OpenAIServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContentFiltered,
@@ -22,11 +22,10 @@ from ipfs_accelerate_py.errors import (
     StreamError,
     TransientError,
 )
-from ipfs_accelerate_py.hookspecs import hookimpl
-from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result, ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire import openai_server as ocs
@@ -39,24 +38,12 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                                           "properties": {"city": {"type": "string"}}}}}]
 
 
-class _Only:
-    @staticmethod
-    @hookimpl
-    def accelerate_backends():
-        return [OpenAIBackend]
-
 
 def make_client(srv: LocalServer, keys=("test-key-1",), options=None, batch_window=0.005,
                 concurrency=4, attempts=4) -> Client:
-    pm = PluginManager(load_entry_points=False)
-    pm.add_plugin(_Only, name="openai-only")
-    return Client([BackendConfig(name="openai", keys=list(keys), base_url=srv.url + "/v1",
-                                 options=options or {}, batch_window=batch_window)],
-                  ClientConfig(max_concurrency=concurrency, default_deadline=30.0,
-                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01,
-                                                 max_attempts=attempts),
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)),
-                  plugin_manager=pm, seed=1)
+    return testing.make_client(OpenAIBackend, srv.url + "/v1", keys=keys, attempts=attempts,
+                               concurrency=concurrency, options=options or {},
+                               batch_window=batch_window)
 
 
 @pytest.fixture
