@@ -114,3 +114,28 @@ def test_every_backend_plugin_registers_its_fake_in_the_servers_group():
         assert name in backends and name in servers, name
         assert servers[name].value.startswith(f"{pkg}.server:")
         assert servers[name].load().name == name
+
+
+def test_the_core_never_imports_the_simulator_distribution():
+    # The CLI reaches the simulator through the ipfs_accelerate.simulator entry point.
+    imported = _imported_top_levels(ROOT / "core" / "src")
+    assert "ipfs_accelerate_sim" not in imported
+    assert not any("ipfs_accelerate_sim" in p.read_text()
+                   for p in (ROOT / "core" / "src").rglob("*.py"))
+
+
+def test_the_core_finds_the_simulator_through_its_entry_point():
+    from ipfs_accelerate_py import sim
+
+    module = sim.simulator_module()
+    assert module.__name__ == "ipfs_accelerate_sim"
+    assert sim.Simulator is module.Simulator and sim.SimConfig is module.SimConfig
+
+
+def test_without_the_simulator_the_cli_hook_says_what_is_missing(monkeypatch):
+    from ipfs_accelerate_py import sim
+    from ipfs_accelerate_py.errors import ConfigError
+
+    monkeypatch.setattr(sim.metadata, "entry_points", lambda group: [])
+    with pytest.raises(ConfigError, match="ipfs_accelerate.simulator"):
+        sim.Simulator  # noqa: B018 - the attribute access is the call under test
