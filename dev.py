@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Workspace tasks.  Needs only python3 (>= 3.10) with pip and venv.
+"""Workspace tasks.  Needs only python3 (>= 3.11: tomllib) with pip and venv.
 
     python3 dev.py demo     run the main job (the simulator demo)
-    python3 dev.py test     run every test of every distribution (extra args go to pytest)
+    python3 dev.py test     lint, type-check, then run every test of every distribution
+                            (extra args go to pytest)
+    python3 dev.py lint     only the linter (ruff) and the type checker (mypy, the core)
     python3 dev.py setup    only create/refresh .venv
     python3 dev.py interop  install real servers into .venv and run the backends against
                             them; writes docs/interop.md (first run: ~15 min to build
@@ -101,7 +103,14 @@ def main(argv: list[str]) -> int:
         setup()
         return 0
     py = setup()
-    if cmd == "test":
+    if cmd in ("test", "lint"):
+        # Both read their configuration from pyproject.toml ([tool.ruff], [tool.mypy]).
+        for check in (["-m", "ruff", "check", "."], ["-m", "mypy"]):
+            rc = subprocess.call([str(py), *check], cwd=ROOT)
+            if rc:
+                return rc
+        if cmd == "lint":
+            return 0
         return subprocess.call([str(py), "-m", "pytest", *rest], cwd=ROOT)
     if cmd == "demo":
         return subprocess.call([str(py), "-m", "ipfs_accelerate_py.cli", "demo", *rest], cwd=ROOT)

@@ -43,7 +43,7 @@ def free_port() -> int:
 
 def serve(spec: str) -> None:
     """The simulator, in this process, until stdin closes."""
-    from ipfs_accelerate_py.sim import SimConfig, Simulator
+    from ipfs_accelerate_sim import SimConfig, Simulator
 
     cfg = SimConfig(**json.loads(spec))
     with Simulator(cfg) as sim:

@@ -35,7 +35,7 @@ import redis  # noqa: E402
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request  # noqa: E402
 from ipfs_accelerate_py.plugins import PluginManager  # noqa: E402
-from ipfs_accelerate_py.testing import LocalServer  # noqa: E402
+from ipfs_accelerate_sim.testing import LocalServer  # noqa: E402
 from ipfs_accelerate_redis import RedisStatePlugin  # noqa: E402
 
 

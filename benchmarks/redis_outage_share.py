@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import echo_backend  # noqa: E402
 from redis_bench import start_redis  # noqa: E402
 
-from ipfs_accelerate_py.sim import SimConfig, Simulator  # noqa: E402
+from ipfs_accelerate_sim import SimConfig, Simulator  # noqa: E402
 
 WORKER = ROOT / "contrib" / "redis" / "tests" / "redis_worker.py"
 WORKERS = 3

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import echo_backend  # noqa: E402
 
 from ipfs_accelerate_py.plugins import PluginManager  # noqa: E402
-from ipfs_accelerate_py.testing import LocalServer  # noqa: E402
+from ipfs_accelerate_sim.testing import LocalServer  # noqa: E402
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +13,7 @@ import requests
 
 from test_cli_helpers import CLI, clean_env, run_cli
 from ipfs_accelerate_py.plugins import get_plugin_manager
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 COMMANDS = ["plugins", "chat", "embed", "infer", "batch", "sim", "demo"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from test_cli_helpers import CLI, clean_env, read_out, run_cli, write_requests
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from concurrent.futures import wait
 import time
 from typing import Any, Iterator
 
@@ -17,7 +18,7 @@ from ipfs_accelerate_py import api_backends
 from ipfs_accelerate_py.api_backends import ApiKeyMultiplexer
 from ipfs_accelerate_py.api_backends.providers import ALL
 from ipfs_accelerate_py.plugins import get_plugin_manager
-from ipfs_accelerate_py.sim import SimConfig, Simulator, key_label
+from ipfs_accelerate_sim import SimConfig, Simulator, key_label
 
 INSTALLED = get_plugin_manager().backends()
 CHAT = [{"role": "user", "content": "Hello world"}]
@@ -141,8 +142,8 @@ def test_high_priority_runs_before_queued_low_priority() -> None:
         for i in range(4):
             queue(f"low{i}", client.PRIORITY_LOW)
         queue("high", client.PRIORITY_HIGH)
-        while not all(f["completed"] for f in futures):
-            time.sleep(0.01)
+        done, pending = wait([f["_future"] for f in futures], timeout=60)
+        assert not pending
         client.close()
     assert order[0] == "first" and order[1] == "high"
     assert all(f["error"] is None and f["result"]["choices"] for f in futures)
@@ -153,9 +154,8 @@ def test_errors_fill_the_future_dict_and_stats(sim: Simulator) -> None:
     client = api_backends.openai_api(metadata={"openai_api_key": "test-key-1"})
     fut = client.queue_with_priority({"endpoint_url": sim.url + "/openai/v1/chat/completions",
                                       "data": {"model": "no-such-model", "messages": CHAT}})
-    while not fut["completed"]:
-        time.sleep(0.01)
-    assert fut["result"] is None and type(fut["error"]).__name__ == "NotFound"
+    wait([fut["_future"]], timeout=30)
+    assert fut["completed"] and fut["result"] is None and type(fut["error"]).__name__ == "NotFound"
     stats = client.get_stats()
     assert stats["total_requests"] == 1 and stats["failed_requests"] == 1
     client.reset_stats()

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 # The three examples, verbatim from the report's "Usage Examples" section.
 BASIC = '''

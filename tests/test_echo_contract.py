@@ -2,7 +2,7 @@
 
 from echo_backend import EchoBackend, EchoServer
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 
 
 class TestEchoContract(BackendContract):

@@ -53,3 +53,46 @@ def test_no_lost_wakeup_between_a_waiter_and_a_setter():
         f.set_result(i)
         t.join(5)
         assert not t.is_alive() and box == [i]
+
+
+# ---------------------------------------------------------------- across CPython versions
+def _interpreters() -> dict[str, str]:
+    """Every CPython >= 3.11 on this machine (PATH, pyenv), by version; always this one."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    candidates = [sys.executable]
+    candidates += [p for n in ("3.11", "3.12", "3.13", "3.14") if (p := shutil.which("python" + n))]
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates += sorted(glob.glob(os.path.join(root, "versions", "3.1[1-9]*", "bin", "python3")))
+    found: dict[str, str] = {}
+    for exe in candidates:
+        try:
+            out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        version = out.stdout.strip()
+        if out.returncode == 0 and tuple(map(int, version.split("."))) >= (3, 11):
+            found.setdefault(version, exe)
+    return found
+
+
+INTERPRETERS = _interpreters()
+
+
+@pytest.mark.parametrize("version", sorted(INTERPRETERS))
+def test_request_future_matches_each_cpythons_future(version):
+    """RequestFuture skips Future.__init__ and relies on Future's private attributes: the
+    conformance script (standard library only) proves it on every CPython found."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).with_name("futures_conformance.py")
+    out = subprocess.run([INTERPRETERS[version], str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok", out.stdout.split()[1]] and out.stdout.split()[1].startswith(version)

@@ -166,8 +166,10 @@ def with_plugin(wheelhouse: tuple[Path, Path], tmp_path_factory: pytest.TempPath
     python = _make_venv(tmp / "venv", wheelhouse, "ipfs-accelerate-core",
                         f"ipfs-accelerate-{PLUGIN}")
     facts = _run_probe(python, COMMON + f"""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from ipfs_accelerate_py.plugins import get_plugin_manager
-    from ipfs_accelerate_py.server import HttpServer
+    from ipfs_accelerate_py.server import ServerRequest
 
     facts["other_importable"] = importlib.util.find_spec("ipfs_accelerate_{OTHER}") is not None
     facts["unknown_backend"] = unknown("{OTHER}")
@@ -178,17 +180,38 @@ def with_plugin(wheelhouse: tuple[Path, Path], tmp_path_factory: pytest.TempPath
     except ImportError as exc:
         facts["compat_error"] = str(exc)
 
-    # A request through the installed plugin, against its own protocol server.
+    # A request through the installed plugin, against its own protocol fake (found through
+    # its entry point; the simulator distribution and its hosts are not installed here, so
+    # the standard library hosts it).
     server_cls = get_plugin_manager().protocol_server("{PLUGIN}")
     seen = []
-    def app(req):
-        seen.append({{"method": req.method, "path": req.path,
-                      "auth": req.header("authorization")}})
-        return server_cls().handle(req)
-    with HttpServer(app) as srv:
-        with Client([BackendConfig("{PLUGIN}", keys=["test-key-1"], base_url=srv.url + "/v1")]) as c:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def log_message(self, *args):
+            pass
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            req = ServerRequest(self.command, self.path,
+                                headers={{k.lower(): v for k, v in self.headers.items()}}, body=body)
+            seen.append({{"method": req.method, "path": req.path,
+                          "auth": req.header("authorization")}})
+            resp = server_cls().handle(req)
+            self.send_response(resp.status)
+            for k, v in resp.headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(resp.body)))
+            self.end_headers()
+            self.wfile.write(resp.body)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{{httpd.server_address[1]}}"
+    try:
+        with Client([BackendConfig("{PLUGIN}", keys=["test-key-1"], base_url=url + "/v1")]) as c:
             res = c.call("{PLUGIN}", "chat", {{"model": "gpt-4o-mini",
                                                "messages": [{{"role": "user", "content": "hi"}}]}})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     facts["result"] = {{"text": res.text, "backend": res.backend, "attempts": res.attempts}}
     facts["seen"] = seen
     facts["plugin_file"] = importlib.util.find_spec("ipfs_accelerate_{PLUGIN}").origin

@@ -26,7 +26,7 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.http import Transport
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import ManualClock, hold_worker
+from ipfs_accelerate_sim.testing import ManualClock, hold_worker
 
 
 def make(pm, srv, keys=("test-key-1",), clock=time.monotonic, transport=None, **cfg):

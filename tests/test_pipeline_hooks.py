@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy, hookimpl
-from ipfs_accelerate_py.errors import PluginError
+from ipfs_accelerate_py.errors import PluginError, TransientError
 from ipfs_accelerate_py.events import Outcome, RequestFinished
 from ipfs_accelerate_py.retry import RetryDecision
 from ipfs_accelerate_py.server import ServerResponse
@@ -84,7 +84,7 @@ def test_backoff_hook_can_replace_the_policy(pm, echo_server):
     pm.add_plugin(NeverRetry(), name="never")
     echo_server.script(ServerResponse.json({"error": {"message": "x"}}, 503))
     with make(pm, echo_server) as c:
-        with pytest.raises(Exception):
+        with pytest.raises(TransientError):
             c.call("echo", "echo", {"n": 1})
     assert len(echo_server.requests) == 1
 

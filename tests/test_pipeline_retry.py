@@ -19,7 +19,7 @@ from ipfs_accelerate_py import (
 from ipfs_accelerate_py.errors import AuthError, InvalidRequest, RateLimited, TransientError
 from ipfs_accelerate_py import hookimpl
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import ManualClock
+from ipfs_accelerate_sim.testing import ManualClock
 
 
 def make(pm, srv, keys=("test-key-1",), retry=None, clock=time.monotonic, **cfg):

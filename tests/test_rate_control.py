@@ -8,7 +8,7 @@ import pytest
 from test_cli_helpers import run_cli
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request
 from ipfs_accelerate_py.keys import ApiKey
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 CLAUDE = {"model": "claude-3-5-haiku-latest", "max_tokens": 4,

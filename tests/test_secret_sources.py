@@ -18,7 +18,7 @@ from ipfs_accelerate_py.key_source import keys_from_environment
 from ipfs_accelerate_py.keys import ApiKey, Secret, key_fingerprint
 from ipfs_accelerate_py.redaction import redact, redact_url
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 
 
 class _Bearer(Backend):

@@ -140,7 +140,7 @@ def render() -> str:
         ret = sig.return_annotation
         ret_txt = "" if ret in (inspect.Signature.empty,) else f" -> {ret}"
         summary, params, returns, rest = parse_docstring(fn.__doc__ or "")
-        out += [f"### `{name}`", "", "```python", f"@hookimpl", f"def {name}({args}){ret_txt}: ...",
+        out += [f"### `{name}`", "", "```python", "@hookimpl", f"def {name}({args}){ret_txt}: ...",
                 "```", ""]
         out += [("**First result wins**: implementations are called in turn (the most "
                  "recently registered first, the core's default last) until one returns "

@@ -15,7 +15,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"
 
 def key_label(key: str) -> str:
     """How the simulator names a key in its stats (never the key itself)."""
-    from ipfs_accelerate_py.sim import key_label as label
+    from ipfs_accelerate_sim import key_label as label
 
     return label(key)
 

@@ -466,7 +466,7 @@ def test_learned_rate_property(limit, window, gaps):
 
 # --- learning any quota shape (issue 12) ------------------------------------------------
 
-from ipfs_accelerate_py.sim.limits import HEADER_STYLES, KeyQuota  # noqa: E402
+from ipfs_accelerate_sim.limits import HEADER_STYLES, KeyQuota  # noqa: E402
 
 
 def _drive(style: str, rps: float, burst: float, latency: float, n: int, *,

@@ -21,8 +21,9 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.results import IncompleteStream, ResultStream, ToolCall, Usage
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, iter_chunks, route
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 from ipfs_accelerate_py.wire.sse import SSEEvent, iter_sse_lines
 
@@ -233,13 +234,13 @@ def test_stream_error_factory_is_used():
 
 # ----------------------------------------------------------------------- renderers
 def test_rendered_chat_and_chunks_parse_back():
-    calls = [oc.render_tool_call("call_x", "f", "{\"k\": \"value\"}")]
-    body = oc.render_chat_completion("m", ["one", "two"], completion_id="id1",
-                                     usage=oc.usage_dict(3, 2))
+    calls = [ocs.render_tool_call("call_x", "f", "{\"k\": \"value\"}")]
+    body = ocs.render_chat_completion("m", ["one", "two"], completion_id="id1",
+                                     usage=ocs.usage_dict(3, 2))
     r = oc.parse_chat_completion(body)
     assert r.text == "one" and r.data[1]["text"] == "two" and r.usage == Usage(3, 2, 5)
-    frames = oc.sse_body(oc.render_chat_chunks("m", [], completion_id="id1", tool_calls=calls,
-                                               usage=oc.usage_dict(3, 2)))
+    frames = ocs.sse_body(ocs.render_chat_chunks("m", [], completion_id="id1", tool_calls=calls,
+                                               usage=ocs.usage_dict(3, 2)))
     lines = b"".join(frames).decode().splitlines()
     chunks = list(oc.iter_stream_events(iter_sse_lines(lines)))
     res = ResultStream(chunks[0], iter(chunks[1:]), request_id="r").collect()
@@ -250,18 +251,18 @@ def test_rendered_chat_and_chunks_parse_back():
 def test_ratelimit_headers_round_trip():
     info = RateLimitInfo(limit_requests=60, remaining_requests=0, reset_requests=90.5,
                          limit_tokens=1000, remaining_tokens=10, reset_tokens=0.02)
-    headers = oc.ratelimit_headers(info)
+    headers = ocs.ratelimit_headers(info)
     assert headers["x-ratelimit-reset-requests"] == "1m30.5s"
     assert headers["x-ratelimit-reset-tokens"] == "20ms"
     back = parse_openai_headers(headers)
     assert (back.limit_requests, back.remaining_requests, back.reset_requests) == (60, 0, 90.5)
     assert (back.limit_tokens, back.remaining_tokens, back.reset_tokens) == (1000, 10, 0.02)
-    assert oc.retry_after_headers(0.25) == {"retry-after": "1", "retry-after-ms": "250"}
+    assert ocs.retry_after_headers(0.25) == {"retry-after": "1", "retry-after-ms": "250"}
 
 
 def test_synthetic_content_is_deterministic():
-    assert oc.synth_text("hi", 1) == oc.synth_text("hi", 1) != oc.synth_text("hi", 2)
-    v = oc.synth_vector("hi", 10)
+    assert ocs.synth_text("hi", 1) == ocs.synth_text("hi", 1) != ocs.synth_text("hi", 2)
+    v = ocs.synth_vector("hi", 10)
     assert len(v) == 10 and abs(sum(x * x for x in v) - 1) < 1e-5
     assert oc.decode_base64_floats(oc.encode_base64_floats(v)) == v
 
@@ -272,7 +273,7 @@ class _Compat(ProtocolServer):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
-        self.compat = oc.CompatResponder(["m1", "e1"], seed=seed, context_window=64)
+        self.compat = ocs.CompatResponder(["m1", "e1"], seed=seed, context_window=64)
 
     @route("POST", "/v1/chat/completions")
     def chat(self, req: ServerRequest) -> ServerResponse:

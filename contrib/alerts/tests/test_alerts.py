@@ -18,7 +18,7 @@ from ipfs_accelerate_py.events import (BreakerChanged, Outcome, RequestFinished,
                                        RequestRetried, RequestStarted)
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 
 from ipfs_accelerate_alerts import (AlertManager, BreakerOpen, BudgetThreshold, CommandNotifier,
                                     ErrorRate, KeyRejected, LogNotifier, QueueAge, RateLimitShare,

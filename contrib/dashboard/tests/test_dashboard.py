@@ -21,7 +21,7 @@ from ipfs_accelerate_py.errors import ConfigError
 from ipfs_accelerate_py.events import BreakerChanged
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.plugins import PluginManager
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 from ipfs_accelerate_dashboard import DashboardRecorder, serve_dashboard
 from ipfs_accelerate_dashboard import plugin as dashboard_plugin

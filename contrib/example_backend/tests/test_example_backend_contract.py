@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipfs_accelerate_example_backend.backend import LingoBackend
 from ipfs_accelerate_example_backend.server import LingoServer
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 
 
 class TestLingoContract(BackendContract):

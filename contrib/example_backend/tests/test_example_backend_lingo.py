@@ -24,7 +24,7 @@ from ipfs_accelerate_py.errors import (
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.selection import KeyCandidate
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
-from ipfs_accelerate_py.testing import LocalServer, StrategyContract
+from ipfs_accelerate_sim.testing import LocalServer, StrategyContract
 
 
 class TestWeightedContract(StrategyContract):

@@ -17,7 +17,7 @@ from ipfs_accelerate_py.events import Outcome, RequestFinished, RequestQueued, R
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.results import Result, Usage
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 
 from ipfs_accelerate_otel import TracingObserver
 from ipfs_accelerate_otel import plugin as otel_plugin

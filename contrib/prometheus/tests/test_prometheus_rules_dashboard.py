@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, Request, RetryPolicy
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_prometheus import Metrics, grafana_dashboard_path, rules_path, start_exporter
 
 ROOT = Path(__file__).resolve().parents[3]

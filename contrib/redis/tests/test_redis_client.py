@@ -9,7 +9,7 @@ import pytest
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_redis import RedisSharedStats, RedisStatePlugin, RedisStateStore
 from ipfs_accelerate_redis import plugin as entry_point
 

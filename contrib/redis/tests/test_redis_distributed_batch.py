@@ -192,7 +192,7 @@ def test_resumes_a_half_loaded_job_and_takes_over_a_dead_consumer(
     from ipfs_accelerate_py.client import Client
     from ipfs_accelerate_py.config import BackendConfig, ClientConfig
     from ipfs_accelerate_py.plugins import get_plugin_manager
-    from ipfs_accelerate_py.sim import SimConfig, Simulator
+    from ipfs_accelerate_sim import SimConfig, Simulator
 
     n = 12
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -274,7 +274,7 @@ def test_a_request_that_kills_every_worker_is_failed_not_retried_forever(
     from ipfs_accelerate_py.client import Client
     from ipfs_accelerate_py.config import BackendConfig, ClientConfig
     from ipfs_accelerate_py.plugins import get_plugin_manager
-    from ipfs_accelerate_py.sim import SimConfig, Simulator
+    from ipfs_accelerate_sim import SimConfig, Simulator
 
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = _write_requests(inp, 4)

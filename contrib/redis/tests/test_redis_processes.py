@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from ipfs_accelerate_py.sim import SimConfig, Simulator
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import SimConfig, Simulator
+from ipfs_accelerate_sim.testing import LocalServer
 
 WORKER = Path(__file__).with_name("redis_worker.py")
 WORKERS = 4

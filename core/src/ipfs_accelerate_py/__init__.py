@@ -5,7 +5,18 @@ Importing this package is cheap: names are loaded on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers see the real names; at run time they load on first use
+    from .backend import Backend
+    from .client import Client
+    from .config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+    from .hookspecs import hookimpl
+    from .keys import ApiKey, Secret
+    from .plugins import get_plugin_manager, list_plugins
+    from .request import Priority, Request
+    from .results import Result, ResultStream, StreamChunk, ToolCall, Usage
+    from .stats import StatsSnapshot
 
 __version__ = "0.1.0"
 

@@ -29,7 +29,7 @@ def accelerate_backoff(request: Any, attempt: int, error: Any, policy: Any, now:
                        deadline: float | None, rng: Any) -> Any:
     from .retry import decide_retry
 
-    return decide_retry(policy, attempt, error, now, deadline, rng, None)
+    return decide_retry(policy, attempt, error, now, deadline, rng)
 
 
 @hookimpl

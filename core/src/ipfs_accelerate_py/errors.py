@@ -107,10 +107,6 @@ class UnknownPluginError(AccelerateError, LookupError):
         self.installed = sorted(installed)
 
 
-class NoKeyError(AccelerateError):
-    """A backend that needs a key has none configured (or every key was disabled)."""
-
-
 class ProviderError(AccelerateError):
     """A failure attributed to the remote service, classified once by the backend.
 

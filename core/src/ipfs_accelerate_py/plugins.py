@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .server import ProtocolServer
 
 ENTRY_POINT_GROUP = "ipfs_accelerate"
+#: Protocol fakes (``name = "module:Class"``): a group of their own so that loading a
+#: backend plugin never imports server code; they are imported only when fakes are asked for.
+SERVER_ENTRY_POINT_GROUP = "ipfs_accelerate.servers"
 DISABLE_ENV = "IPFS_ACCELERATE_DISABLE_PLUGINS"
 STRICT_ENV = "IPFS_ACCELERATE_STRICT_PLUGINS"
 
@@ -121,7 +124,7 @@ class PluginManager(pluggy.PluginManager):
         """Register a plugin object directly (tests, applications) and list it."""
         with self._lock:
             self.register(plugin, name=name)
-            self._infos.append(PluginInfo(name or getattr(plugin, "__name__", repr(plugin)),
+            self._infos.append(PluginInfo(str(name or getattr(plugin, "__name__", repr(plugin))),
                                           None, None, getattr(plugin, "__name__", repr(plugin))))
 
     @property
@@ -203,15 +206,40 @@ class PluginManager(pluggy.PluginManager):
             return dict(self._strategies)
 
     def protocol_servers(self) -> dict[str, type[ProtocolServer]]:
+        """Every protocol fake, imported: entry points of ``ipfs_accelerate.servers``, then
+        the ``accelerate_protocol_servers`` hook and ``Backend.server_class`` (applications,
+        tests).  Only tests, the simulator and the CLI call this; a client never does."""
         with self._lock:
             if self._servers is None:
                 reg = self._registry("accelerate_protocol_servers", "protocol server")
+                for name, ep in self._server_entry_points().items():
+                    if name in reg:
+                        continue
+                    try:
+                        reg[name] = ep.load()
+                    except Exception as exc:
+                        if self.strict:
+                            raise PluginError(name, "load protocol server", exc) from exc
+                        warnings.warn(f"ipfs-accelerate: skipped protocol server {name!r} "
+                                      f"({ep.value}): {type(exc).__name__}: {exc}",
+                                      PluginLoadWarning, stacklevel=3)
                 # A backend that carries its server_class needs no separate registration.
                 for name, cls in self.backends().items():
                     if getattr(cls, "server_class", None) is not None:
                         reg.setdefault(name, cls.server_class)
                 self._servers = reg
             return dict(self._servers)
+
+    def _server_entry_points(self) -> dict[str, metadata.EntryPoint]:
+        if not self._want_entry_points:
+            return {}
+        eps = sorted(metadata.entry_points(group=SERVER_ENTRY_POINT_GROUP),
+                     key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
+        out: dict[str, metadata.EntryPoint] = {}
+        for ep in eps:
+            if ep.name not in self.disabled:
+                out.setdefault(ep.name, ep)
+        return out
 
     def backend_class(self, name: str) -> type[Backend]:
         backends = self.backends()

@@ -198,7 +198,7 @@ class PriorityRequestQueue:
             if not ready(name):
                 continue
             best, best_group = head, group
-        if best is None:
+        if best is None or best_group is None:
             return None
         heapq.heappop(best_group.ready)
         self._items -= 1

@@ -60,8 +60,7 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> floa
 
 
 def decide_retry(policy: RetryPolicy, attempt: int, error: ProviderError, now: float,
-                 deadline: float | None, rng: random.Random,
-                 budget: RetryBudget | None = None) -> RetryDecision:
+                 deadline: float | None, rng: random.Random) -> RetryDecision:
     """Decide whether to retry after ``attempt`` attempts ended in ``error``.
 
     Rules, in order:
@@ -78,7 +77,9 @@ def decide_retry(policy: RetryPolicy, attempt: int, error: ProviderError, now: f
        back to the queue, where it waits for any key with capacity -- another key may be
        free right now.
     5. ``now + delay >= deadline``: no (it would land past the deadline).
-    6. a budget is given and has no room: no.
+
+    The retry budget is not a rule here: over the budget the pipeline throttles a retry
+    (delays it) instead of refusing it, with the backend's :class:`RetryBudget`.
 
     Consumes one ``rng`` draw only when jitter applies (not for RATE_LIMITED).
     """
@@ -102,8 +103,6 @@ def decide_retry(policy: RetryPolicy, attempt: int, error: ProviderError, now: f
                 reason = f"{ErrorClass(cls).value}: retry-after"
     if deadline is not None and now + delay >= deadline:
         return RetryDecision(False, delay, "retry would pass the deadline")
-    if budget is not None and not budget.try_spend(now):
-        return RetryDecision(False, delay, "retry budget exhausted")
     return RetryDecision(True, delay, reason)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 from ipfs_accelerate_claude.backend import ClaudeBackend
 from ipfs_accelerate_claude.server import ClaudeServer
 

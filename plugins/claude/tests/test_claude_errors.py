@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client
 from ipfs_accelerate_py.errors import (
     AuthError,
     ConfigError,
@@ -18,7 +18,8 @@ from ipfs_accelerate_py.errors import (
 )
 from ipfs_accelerate_py.plugins import list_plugins
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 from ipfs_accelerate_claude.backend import ClaudeBackend
 from ipfs_accelerate_claude.server import ClaudeServer
@@ -40,9 +41,8 @@ def srv(proto):
 
 
 def make_client(srv, attempts: int = 1) -> Client:
-    return Client([BackendConfig(name="claude", keys=["test-key-1"], base_url=srv.url)],
-                  ClientConfig(max_concurrency=2, retry=RetryPolicy(max_attempts=attempts,
-                                                                    base_delay=0.01)))
+    return testing.make_client("claude", srv.url, attempts=attempts, concurrency=2,
+                               base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture()

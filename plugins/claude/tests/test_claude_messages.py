@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import Client
 from ipfs_accelerate_py.errors import NotFound, StreamError
 from ipfs_accelerate_py.server import ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_claude.server import ClaudeServer
 
 MODEL = "claude-sim-haiku"
@@ -30,10 +31,8 @@ def srv(proto):
 
 
 def make_client(srv, options=None, attempts=3) -> Client:
-    return Client([BackendConfig(name="claude", keys=["test-key-1"], base_url=srv.url,
-                                 options=options or {})],
-                  ClientConfig(max_concurrency=4, retry=RetryPolicy(max_attempts=attempts,
-                                                                    base_delay=0.01)))
+    return testing.make_client("claude", srv.url, attempts=attempts, base_delay=0.01,
+                               max_delay=0.05, options=options or {})
 
 
 @pytest.fixture()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 from ipfs_accelerate_gemini.backend import GeminiBackend
 from ipfs_accelerate_gemini.server import GeminiServer
 

@@ -8,7 +8,8 @@ from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, Ret
 from ipfs_accelerate_py.errors import CountMismatch, NotFound, TransientError
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_gemini.backend import GeminiBackend
 from ipfs_accelerate_gemini.server import GeminiServer
 
@@ -28,9 +29,8 @@ def srv(proto):
 
 
 def make_client(srv, batch_window: float = 0.005, **options) -> Client:
-    return Client([BackendConfig(name="gemini", keys=["test-key-1"], base_url=srv.url,
-                                 batch_window=batch_window, options=options)],
-                  ClientConfig(max_concurrency=1, retry=RetryPolicy(max_attempts=2, base_delay=0.01)))
+    return testing.make_client("gemini", srv.url, attempts=2, concurrency=1, base_delay=0.01,
+                               max_delay=0.05, batch_window=batch_window, options=options)
 
 
 @pytest.fixture()

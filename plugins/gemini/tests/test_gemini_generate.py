@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import Client
 from ipfs_accelerate_py.errors import ContentFiltered, InvalidRequest, StreamError
 from ipfs_accelerate_py.server import ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_gemini.server import GeminiServer
 
 MODEL = "gemini-sim-flash"
@@ -29,10 +30,8 @@ def srv(proto):
 
 
 def make_client(srv, attempts: int = 3, base_url: str | None = None, **options) -> Client:
-    return Client([BackendConfig(name="gemini", keys=["test-key-1"], base_url=base_url or srv.url,
-                                 options=options)],
-                  ClientConfig(max_concurrency=4, retry=RetryPolicy(max_attempts=attempts,
-                                                                    base_delay=0.01)))
+    return testing.make_client("gemini", base_url or srv.url, attempts=attempts, base_delay=0.01,
+                               max_delay=0.05, options=options)
 
 
 @pytest.fixture()

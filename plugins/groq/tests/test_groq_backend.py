@@ -10,7 +10,7 @@ from ipfs_accelerate_groq.backend import GroqBackend, request_window
 from ipfs_accelerate_groq.server import EXAMPLE_LIMITS, GroqServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
@@ -20,34 +20,21 @@ from ipfs_accelerate_py.errors import (
     StreamError,
     TransientError,
 )
-from ipfs_accelerate_py.hookspecs import hookimpl
-from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
-from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 MODEL = "llama-3.1-8b-instant"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Explain fast inference"}]}
 
 
-class _Only:
-    @staticmethod
-    @hookimpl
-    def accelerate_backends():
-        return [GroqBackend]
-
 
 def make_client(srv: LocalServer, keys=("test-key-1",), base_path="/openai/v1") -> Client:
-    pm = PluginManager(load_entry_points=False)
-    pm.add_plugin(_Only, name="groq-only")
-    return Client([BackendConfig(name="groq", keys=list(keys), base_url=srv.url + base_path)],
-                  ClientConfig(max_concurrency=4, default_deadline=30.0,
-                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=4),
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)),
-                  plugin_manager=pm, seed=1)
+    return testing.make_client(GroqBackend, srv.url + base_path, keys=keys)
 
 
 @pytest.fixture
@@ -154,7 +141,7 @@ def test_stream_cut_error_event_and_truncation(client, srv):
     assert info.value.partial_text and whole.text.startswith(info.value.partial_text)
 
     frames = stream_answer(CHAT)
-    srv.script(ServerResponse.stream(frames[:3] + oc.sse_body(
+    srv.script(ServerResponse.stream(frames[:3] + ocs.sse_body(
         [{"error": {"message": "Service Unavailable", "type": "internal_server_error"}}], done=False)))
     with pytest.raises(StreamError) as info:
         client.stream("groq", "chat", CHAT).collect()
@@ -217,7 +204,7 @@ def test_429_classification_and_retry_after(srv):
 
 
 def test_flex_capacity_498_is_rate_limited(client, srv):
-    srv.script(ServerResponse.json(oc.render_error("Flex tier capacity exceeded. Please try again later.",
+    srv.script(ServerResponse.json(ocs.render_error("Flex tier capacity exceeded. Please try again later.",
                                                    "capacity_exceeded"), 498))
     res = client.call("groq", "chat", CHAT)
     assert res.attempts == 2
@@ -253,7 +240,7 @@ def test_bad_key(srv):
     ServerResponse.text("<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>", 502, "text/html"),
     ServerResponse(200, {"Content-Type": "application/json"}, b""),
     ServerResponse(200, {"Content-Type": "application/json"}, b"{\"id\":"),
-    ServerResponse.json(oc.render_error("Service Unavailable", "internal_server_error"), 503),
+    ServerResponse.json(ocs.render_error("Service Unavailable", "internal_server_error"), 503),
 ])
 def test_bad_answers_are_retried(client, srv, answer):
     srv.script(answer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipfs_accelerate_groq.backend import GroqBackend
 from ipfs_accelerate_groq.server import GroqServer
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 
 CHAT = {"model": "llama-3.1-8b-instant", "messages": [{"role": "user", "content": "Say hello"}]}
 

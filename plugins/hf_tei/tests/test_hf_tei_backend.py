@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request
 from ipfs_accelerate_py.errors import (
     CountMismatch,
     ContextTooLong,
@@ -20,7 +20,8 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_hf_tei.backend import TEIBackend
 from ipfs_accelerate_hf_tei.server import TEIServer
 
@@ -41,10 +42,8 @@ def srv() -> Iterator[LocalServer]:
 
 def make_client(url: str, *, keys: Any = (fake_key(1),), attempts: int = 1,
                 concurrency: int = 4, **backend: Any) -> Client:
-    return Client([BackendConfig(name="hf_tei", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=concurrency,
-                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
-                                                 max_delay=0.05)))
+    return testing.make_client("hf_tei", url, keys=keys, attempts=attempts, concurrency=concurrency,
+                               base_delay=0.01, max_delay=0.05, **backend)
 
 
 def direct(srv: LocalServer, path: str, body: Any) -> Any:
@@ -57,19 +56,8 @@ def sent_json(req: ServerRequest) -> Any:
 
 
 def hold_worker(srv: LocalServer, client: Client) -> threading.Event:
-    """Occupy the client's only worker with a /health call until the returned event is
-    set, so that requests submitted meanwhile are all queued when it frees up."""
-    release, started = threading.Event(), threading.Event()
-
-    def held(req: ServerRequest) -> ServerResponse:
-        started.set()
-        release.wait(10)
-        return srv.protocol(req)
-
-    srv.script(held)
-    client.submit("hf_tei", "health", {})
-    assert started.wait(10)
-    return release
+    """Occupy the client's only worker with a held /health call (the kit's hold_worker)."""
+    return testing.hold_worker(srv, client, "hf_tei", "health")
 
 
 # ---------------------------------------------------------------------- requests sent

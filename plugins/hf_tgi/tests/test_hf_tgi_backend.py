@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContextTooLong,
@@ -19,7 +19,8 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_py.wire.sse import format_sse
 from ipfs_accelerate_hf_tgi.backend import TGIBackend
 from ipfs_accelerate_hf_tgi.server import TGIServer
@@ -41,10 +42,8 @@ def srv() -> Iterator[LocalServer]:
 
 
 def make_client(url: str, *, keys: Any = (fake_key(1),), attempts: int = 1, **backend: Any) -> Client:
-    return Client([BackendConfig(name="hf_tgi", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=2,
-                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
-                                                 max_delay=0.05)))
+    return testing.make_client("hf_tgi", url, keys=keys, attempts=attempts, concurrency=2,
+                               base_delay=0.01, max_delay=0.05, **backend)
 
 
 def sent_json(req: ServerRequest) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 from ipfs_accelerate_hf_tgi.backend import TGIBackend
 from ipfs_accelerate_hf_tgi.server import TGIServer
 

@@ -1,7 +1,7 @@
 from ipfs_accelerate_least_loaded import LeastLoaded
 
 from ipfs_accelerate_py.request import Request
-from ipfs_accelerate_py.testing import StrategyContract
+from ipfs_accelerate_sim.testing import StrategyContract
 
 
 class TestLeastLoadedContract(StrategyContract):

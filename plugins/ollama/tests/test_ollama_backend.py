@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request
 from ipfs_accelerate_py.errors import (
     CountMismatch,
     AuthError,
@@ -21,7 +21,8 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_py.wire.ndjson import format_ndjson
 from ipfs_accelerate_ollama.backend import OllamaBackend
 from ipfs_accelerate_ollama.server import OllamaServer
@@ -44,10 +45,8 @@ def srv() -> Iterator[LocalServer]:
 
 def make_client(url: str, *, keys: Any = (), attempts: int = 1, concurrency: int = 2,
                 **backend: Any) -> Client:
-    return Client([BackendConfig(name="ollama", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=concurrency,
-                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
-                                                 max_delay=0.05)))
+    return testing.make_client("ollama", url, keys=keys, attempts=attempts, concurrency=concurrency,
+                               base_delay=0.01, max_delay=0.05, **backend)
 
 
 def sent_json(req: ServerRequest) -> Any:
@@ -326,17 +325,7 @@ def test_payload_checks_before_sending(srv: LocalServer) -> None:
 # ---------------------------------------------------------------------- embed batching
 def hold_worker(srv: LocalServer, client: Client) -> threading.Event:
     """Occupy the client's only worker with a held /api/version call."""
-    release, started = threading.Event(), threading.Event()
-
-    def held(req: ServerRequest) -> ServerResponse:
-        started.set()
-        release.wait(10)
-        return srv.protocol(req)
-
-    srv.script(held)
-    client.submit("ollama", "version", {})
-    assert started.wait(10)
-    return release
+    return testing.hold_worker(srv, client, "ollama", "version")
 
 
 def test_queued_single_embeds_are_coalesced(srv: LocalServer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 from ipfs_accelerate_ollama.backend import OllamaBackend
 from ipfs_accelerate_ollama.server import OllamaServer
 

@@ -17,8 +17,10 @@ from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 MODEL = "Intel/neural-chat-7b-v3-3"
@@ -26,24 +28,12 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "What is Deep L
         "max_tokens": 17}
 
 
-class _Only:
-    @staticmethod
-    @hookimpl
-    def accelerate_backends():
-        return [OPEABackend]
-
 
 def make_client(srv: LocalServer | None, keys=(), base_path="/v1", options=None, concurrency=4,
                 batch_window=0.005, base_url=None) -> Client:
-    pm = PluginManager(load_entry_points=False)
-    pm.add_plugin(_Only, name="opea-only")
     url = base_url if base_url is not None else srv.url + base_path
-    return Client([BackendConfig(name="opea", keys=list(keys), base_url=url, options=options or {},
-                                 batch_window=batch_window)],
-                  ClientConfig(max_concurrency=concurrency, default_deadline=30.0,
-                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=4),
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)),
-                  plugin_manager=pm, seed=1)
+    return testing.make_client(OPEABackend, url, keys=keys, concurrency=concurrency,
+                               options=options or {}, batch_window=batch_window)
 
 
 @pytest.fixture
@@ -117,7 +107,7 @@ def test_chat_stream_and_breaks(client, srv):
         client.stream("opea", "chat", CHAT).collect()
     assert info.value.partial_text and whole.text.startswith(info.value.partial_text)
 
-    srv.script(ServerResponse.stream(full[:3] + oc.sse_body(
+    srv.script(ServerResponse.stream(full[:3] + ocs.sse_body(
         [{"object": "error", "message": "upstream TGI failed", "code": 500}], done=False)))
     with pytest.raises(StreamError) as info:
         client.stream("opea", "chat", CHAT).collect()
@@ -157,8 +147,8 @@ def test_chatqna_stream_unicode_openai_chunks_and_errors(client, srv):
     srv.script(ServerResponse.stream(frames + [b"data: [DONE]\n\n"]))
     assert client.stream("opea", "chatqna", {"messages": "q"}).collect().text == "Café crème brûlée"
 
-    llm = oc.render_chat_chunks("m", ["Deep", " learning"], completion_id="c")
-    srv.script(ServerResponse.stream(oc.sse_body(llm)))
+    llm = ocs.render_chat_chunks("m", ["Deep", " learning"], completion_id="c")
+    srv.script(ServerResponse.stream(ocs.sse_body(llm)))
     assert client.stream("opea", "chatqna", {"messages": "q"}).collect().text == "Deep learning"
 
     srv.script(ServerResponse.stream(frames[:2]))  # no [DONE]
@@ -203,7 +193,7 @@ def test_single_embeddings_are_coalesced(srv):
         c.close(wait=False)
     assert [r.json() for r in srv.requests] == [{"input": texts}]
     for t, r in zip(texts, results):
-        assert r.data == [oc.synth_vector(t, 16)]
+        assert r.data == [ocs.synth_vector(t, 16)]
     assert sum(r.usage.prompt_tokens for r in results) == sum(oc.count_tokens(t) for t in texts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipfs_accelerate_opea.backend import OPEABackend
 from ipfs_accelerate_opea.server import OPEAServer
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 
 CHAT = {"model": "Intel/neural-chat-7b-v3-3", "messages": [{"role": "user", "content": "What is OPEA?"}],
         "max_tokens": 17}

@@ -10,7 +10,7 @@ import pytest
 
 from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_opea.server import OPEAServer
 
 CASES: list[tuple[str, dict[str, Any]]] = [

@@ -12,7 +12,7 @@ from ipfs_accelerate_py.config import BackendConfig, ClientConfig, RetryPolicy
 from ipfs_accelerate_py.hookspecs import hookimpl
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 BACKEND = OPEABackend
 

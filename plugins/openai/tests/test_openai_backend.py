@@ -11,7 +11,7 @@ from ipfs_accelerate_openai.backend import OpenAIBackend
 from ipfs_accelerate_openai.server import EXAMPLE_LIMITS, OpenAIServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import (
     CountMismatch,
     AuthError,
@@ -23,13 +23,13 @@ from ipfs_accelerate_py.errors import (
     StreamError,
     TransientError,
 )
-from ipfs_accelerate_py.hookspecs import hookimpl
-from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result, ToolCall, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]
@@ -39,24 +39,12 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                                           "properties": {"city": {"type": "string"}}}}}]
 
 
-class _Only:
-    @staticmethod
-    @hookimpl
-    def accelerate_backends():
-        return [OpenAIBackend]
-
 
 def make_client(srv: LocalServer, keys=("test-key-1",), options=None, batch_window=0.005,
                 concurrency=4, attempts=4) -> Client:
-    pm = PluginManager(load_entry_points=False)
-    pm.add_plugin(_Only, name="openai-only")
-    return Client([BackendConfig(name="openai", keys=list(keys), base_url=srv.url + "/v1",
-                                 options=options or {}, batch_window=batch_window)],
-                  ClientConfig(max_concurrency=concurrency, default_deadline=30.0,
-                               retry=RetryPolicy(base_delay=0.001, max_delay=0.01,
-                                                 max_attempts=attempts),
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)),
-                  plugin_manager=pm, seed=1)
+    return testing.make_client(OpenAIBackend, srv.url + "/v1", keys=keys, attempts=attempts,
+                               concurrency=concurrency, options=options or {},
+                               batch_window=batch_window)
 
 
 @pytest.fixture
@@ -80,7 +68,7 @@ def proto_answer(body: dict, path: str = "/v1/chat/completions") -> ServerRespon
 
 
 def sse(*objs, done=True) -> ServerResponse:
-    return ServerResponse.stream(oc.sse_body(objs, done=done))
+    return ServerResponse.stream(ocs.sse_body(objs, done=done))
 
 
 # ----------------------------------------------------------------------- chat
@@ -197,9 +185,9 @@ def test_stream_cut_midway_raises_with_partial_text(client, srv):
 
 
 def test_stream_error_event_midway(client, srv):
-    srv.script(sse(oc.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[0],
-                   oc.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[1],
-                   oc.render_error("The server had an error while processing your request.", "server_error"),
+    srv.script(sse(ocs.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[0],
+                   ocs.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c")[1],
+                   ocs.render_error("The server had an error while processing your request.", "server_error"),
                    done=False))
     stream = client.stream("openai", "chat", CHAT)
     with pytest.raises(StreamError) as info:
@@ -209,7 +197,7 @@ def test_stream_error_event_midway(client, srv):
 
 
 def test_stream_without_done_is_truncated(client, srv):
-    chunks = oc.render_chat_chunks("gpt-4o-mini", ["a", "b"], completion_id="c")
+    chunks = ocs.render_chat_chunks("gpt-4o-mini", ["a", "b"], completion_id="c")
     srv.script(sse(*chunks, done=False))
     with pytest.raises(StreamError, match="truncated") as info:
         client.stream("openai", "chat", CHAT).collect()
@@ -217,8 +205,8 @@ def test_stream_without_done_is_truncated(client, srv):
 
 
 def test_stream_malformed_event_midway(client, srv):
-    first = oc.render_chat_chunks("gpt-4o-mini", ["a"], completion_id="c")[:2]
-    srv.script(ServerResponse.stream([*oc.sse_body(first, done=False), b"data: {oops\n\n",
+    first = ocs.render_chat_chunks("gpt-4o-mini", ["a"], completion_id="c")[:2]
+    srv.script(ServerResponse.stream([*ocs.sse_body(first, done=False), b"data: {oops\n\n",
                                       b"data: [DONE]\n\n"]))
     with pytest.raises(StreamError) as info:
         client.stream("openai", "chat", CHAT).collect()
@@ -281,7 +269,7 @@ def test_single_embeddings_are_coalesced_into_one_call(srv):
                      {"model": "text-embedding-3-small", "input": "x", "dimensions": 5}]
     assert len(results[-1].data[0]) == 5
     for text, res in zip(texts, results):
-        assert res.data == [oc.synth_vector(text, 4)]  # each caller gets its own vector
+        assert res.data == [ocs.synth_vector(text, 4)]  # each caller gets its own vector
     total = sum(r.usage.prompt_tokens for r in results[:-1])
     assert total == sum(oc.count_tokens(t) for t in texts)
 
@@ -309,7 +297,7 @@ def test_batch_hooks_and_mismatch():
 
 def test_embedding_count_mismatch_from_server_is_not_retried(client, srv):
     # A short answer is deterministic: one attempt, a typed error naming both counts.
-    wrong = oc.render_embeddings("text-embedding-3-small", [[0.1, 0.2]])
+    wrong = ocs.render_embeddings("text-embedding-3-small", [[0.1, 0.2]])
     srv.script(ServerResponse.json(wrong))
     before = len(srv.requests)
     with pytest.raises(CountMismatch) as info:
@@ -385,7 +373,7 @@ def test_context_too_long(srv):
 
 
 def test_content_filter_error(client, srv):
-    srv.script(ServerResponse.json(oc.render_error(
+    srv.script(ServerResponse.json(ocs.render_error(
         "The response was filtered due to the prompt triggering content management policy.",
         "invalid_request_error", "content_filter", "prompt"), 400))
     with pytest.raises(ContentFiltered):
@@ -472,7 +460,7 @@ def test_insufficient_quota_on_the_only_key_fails_without_retry(client, srv):
 
 
 def test_x_should_retry_false_stops_retries(client, srv):
-    srv.script(ServerResponse.json(oc.render_error("boom", "server_error"), 500,
+    srv.script(ServerResponse.json(ocs.render_error("boom", "server_error"), 500,
                                    {"x-should-retry": "false"}))
     with pytest.raises(TransientError):
         client.call("openai", "models", {})
@@ -480,14 +468,14 @@ def test_x_should_retry_false_stops_retries(client, srv):
 
 
 @pytest.mark.parametrize("answer", [
-    ServerResponse.json(oc.render_error("The server had an error while processing your request.",
+    ServerResponse.json(ocs.render_error("The server had an error while processing your request.",
                                         "server_error"), 500),
     ServerResponse.text("<html><head><title>502 Bad Gateway</title></head></html>", 502, "text/html"),
     ServerResponse(200, {"Content-Type": "application/json"}, b""),
     ServerResponse(200, {"Content-Type": "application/json"}, b'{"id": "chatcmpl-1", "choi'),
     ServerResponse.text("<html>captive portal</html>", 200, "text/html"),
     ServerResponse.json({"id": "x", "object": "chat.completion", "choices": []}),
-    ServerResponse.json(oc.render_error("conflict", "invalid_request_error"), 409),
+    ServerResponse.json(ocs.render_error("conflict", "invalid_request_error"), 409),
 ])
 def test_bad_answers_are_transient_and_retried(client, srv, answer):
     srv.script(answer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipfs_accelerate_openai.backend import OpenAIBackend
 from ipfs_accelerate_openai.server import OpenAIServer
 
-from ipfs_accelerate_py.testing import BackendContract
+from ipfs_accelerate_sim.testing import BackendContract
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
 

@@ -7,9 +7,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, RetryPolicy
-from ipfs_accelerate_py import testing
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_py import Client
+from ipfs_accelerate_sim import testing
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_ovms.server import OvmsServer
 
 OVMS_ENV = ("OVMS_API_URL", "OVMS_API_KEY", "OVMS_MODEL", "OVMS_VERSION")
@@ -29,10 +29,8 @@ def srv() -> Iterator[LocalServer]:
 
 def _make_client(url: str | None, *, keys: Any = (fake_key(1),), attempts: int = 1,
                  concurrency: int = 4, **backend: Any) -> Client:
-    return Client([BackendConfig(name="ovms", keys=list(keys), base_url=url, **backend)],
-                  ClientConfig(max_concurrency=concurrency,
-                               retry=RetryPolicy(max_attempts=attempts, base_delay=0.01,
-                                                 max_delay=0.05)))
+    return testing.make_client("ovms", url, keys=keys, attempts=attempts, concurrency=concurrency,
+                               base_delay=0.01, max_delay=0.05, **backend)
 
 
 def _hold_worker(srv: LocalServer, client: Client) -> threading.Event:

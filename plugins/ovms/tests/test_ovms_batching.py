@@ -10,7 +10,7 @@ from ipfs_accelerate_py import BackendConfig, Request
 from ipfs_accelerate_py.errors import CountMismatch, TransientError
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_ovms.backend import OvmsBackend
 
 

@@ -15,7 +15,7 @@ from ipfs_accelerate_py.errors import (
     TransientError,
 )
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer, fake_key
+from ipfs_accelerate_sim.testing import LocalServer, fake_key
 from ipfs_accelerate_ovms.backend import OvmsBackend
 from ipfs_accelerate_ovms.server import OvmsServer
 

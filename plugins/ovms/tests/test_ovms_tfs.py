@@ -8,7 +8,7 @@ import pytest
 
 from ipfs_accelerate_py.errors import InvalidRequest, NotFound, TransientError
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 
 ROWS = [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 2.0]]
 

@@ -1,7 +1,7 @@
 from ipfs_accelerate_round_robin import RoundRobin
 
 from ipfs_accelerate_py.request import Request
-from ipfs_accelerate_py.testing import StrategyContract
+from ipfs_accelerate_sim.testing import StrategyContract
 
 
 class TestRoundRobinContract(StrategyContract):

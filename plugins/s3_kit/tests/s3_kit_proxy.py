@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import requests
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
         "accept-encoding", "te", "upgrade"}

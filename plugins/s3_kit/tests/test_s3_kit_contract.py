@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from ipfs_accelerate_py.errors import AuthError, NotFound
-from ipfs_accelerate_py.testing import BackendContract, LocalServer
+from ipfs_accelerate_sim.testing import BackendContract, LocalServer
 from ipfs_accelerate_s3_kit import S3Kit, S3KitBackend, S3Server, s3_key
 
 CONTRACT_ACCESS = "test-contract-access"

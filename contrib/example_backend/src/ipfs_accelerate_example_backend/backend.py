@@ -28,7 +28,6 @@ from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_retry_after
 
-from .server import LingoServer
 
 #: Lingo's ``fault.kind`` -> the pipeline's error class.  Anything else: by HTTP status.
 FAULT_CLASSES: dict[str, type[ProviderError]] = {
@@ -61,7 +60,6 @@ class LingoBackend(Backend):
     env_base_url = ("LINGO_BASE_URL",)
     request_id_header = "Lingo-Request-Id"
     response_id_header = "lingo-request-id"
-    server_class = LingoServer
     #: The header carrying the key: blanked after sending, redacted wherever shown.
     secret_headers = frozenset({"x-lingo-key"})
 

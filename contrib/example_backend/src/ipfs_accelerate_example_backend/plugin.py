@@ -14,10 +14,3 @@ def accelerate_backends():
     from .backend import LingoBackend
 
     return [LingoBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers():
-    from .server import LingoServer
-
-    return [LingoServer]

@@ -1,6 +1,6 @@
 """The server side of the Lingo protocol: answers like the (made-up) service would.
 
-Tests host it with ``ipfs_accelerate_py.testing.LocalServer``; the simulator mounts it
+Tests host it with ``ipfs_accelerate_sim.testing.LocalServer``; the simulator mounts it
 under ``/lingo`` and applies rate limits through :meth:`LingoServer.rate_limited` and
 :meth:`LingoServer.rate_limit_headers`.  Translations are deterministic (each word
 reversed), which is all a client-side test needs.

@@ -15,7 +15,6 @@ from ipfs_accelerate_py.results import Result, StreamChunk, ToolCall, Usage
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_anthropic_headers
 
 from .errors import error_class, error_fields
-from .server import ClaudeServer
 from .stream import iter_message_stream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +55,6 @@ class ClaudeBackend(Backend):
     # Anthropic takes no client request id; its own comes back in ``request-id``.
     request_id_header = None
     response_id_header = "request-id"
-    server_class = ClaudeServer
 
     # ------------------------------------------------------------------ headers
     def auth_headers(self, key: ApiKey | None) -> dict[str, str]:

@@ -10,10 +10,3 @@ def accelerate_backends():
     from .backend import ClaudeBackend
 
     return [ClaudeBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers():
-    from .server import ClaudeServer
-
-    return [ClaudeServer]

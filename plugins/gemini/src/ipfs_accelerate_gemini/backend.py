@@ -23,7 +23,6 @@ from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_retry_after
 
 from .convert import ConversionError, embed_request, generate_body
 from .errors import FILTER_REASONS, error_class, error_fields, retry_delay
-from .server import GeminiServer
 from .stream import iter_generate_stream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +59,6 @@ class GeminiBackend(Backend):
     metadata_keys = ("gemini_api_key", "google_api_key")
     request_id_header = None  # Gemini accepts no client request id
     response_id_header = None
-    server_class = GeminiServer
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)

@@ -10,10 +10,3 @@ def accelerate_backends():
     from .backend import GeminiBackend
 
     return [GeminiBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers():
-    from .server import GeminiServer
-
-    return [GeminiServer]

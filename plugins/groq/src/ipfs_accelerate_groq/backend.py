@@ -17,7 +17,6 @@ from ipfs_accelerate_py.results import Result, StreamChunk
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
-from .server import GroqServer
 
 #: Groq's API host: only it gets the ``/openai/v1`` prefix added to a bare base URL.
 GROQ_HOST = "api.groq.com"
@@ -46,7 +45,6 @@ class GroqBackend(Backend):
     metadata_keys = ("groq_api_key",)
     request_id_header = None
     response_id_header = "x-request-id"
-    server_class = GroqServer
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)

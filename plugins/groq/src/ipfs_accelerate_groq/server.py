@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import attrs
 
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
-from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, format_duration
 
 DAY = 86_400.0
@@ -20,7 +20,7 @@ EXAMPLE_LIMITS = RateLimitInfo(limit_requests=14_400, remaining_requests=14_399,
                                reset_tokens=0.1, request_window=86_400.0)
 
 
-class _GroqDialect(oc.CompatResponder):
+class _GroqDialect(ocs.CompatResponder):
     """Groq's differences from the OpenAI shapes: ``n`` must be 1, and streams carry the
     request id and (on the last chunk) the usage in an ``x_groq`` object."""
 
@@ -69,7 +69,7 @@ class GroqServer(ProtocolServer):
         key = self.key_of(req)
         if not key or key in self.bad_keys:
             resp = ServerResponse.json(
-                oc.render_error("Invalid API Key", "invalid_request_error", "invalid_api_key"), 401)
+                ocs.render_error("Invalid API Key", "invalid_request_error", "invalid_api_key"), 401)
         else:
             resp = super().handle(req)
         if self.limits is not None and resp.status != 429:
@@ -87,7 +87,7 @@ class GroqServer(ProtocolServer):
     def error(self, req: ServerRequest, status: int, message: str) -> ServerResponse:
         code = "rate_limit_exceeded" if status == 429 else None
         return self._stamp(req, ServerResponse.json(
-            oc.render_error(message, oc.error_type_for_status(status), code), status))
+            ocs.render_error(message, ocs.error_type_for_status(status), code), status))
 
     def rate_limit_headers(self, info: RateLimitInfo) -> dict[str, str]:
         """Groq's headers: the request quota is per day and refills continuously, so a
@@ -98,7 +98,7 @@ class GroqServer(ProtocolServer):
             remaining = info.remaining_requests if info.remaining_requests is not None else daily
             info = attrs.evolve(info, limit_requests=daily, request_window=DAY,
                                 reset_requests=max(0.0, daily - remaining) * DAY / daily)
-        return oc.ratelimit_headers(info)
+        return ocs.ratelimit_headers(info)
 
     def rate_limited(self, req: ServerRequest, info: RateLimitInfo) -> ServerResponse:
         """Groq's 429: which limit was hit (requests per day or tokens per minute), the wait in
@@ -116,9 +116,9 @@ class GroqServer(ProtocolServer):
         message = (f"Rate limit reached for model `{model}` in organization `org_simulated` service "
                    f"tier `on_demand` on {unit}: Limit {limit}, Used {limit}, Requested 1. Please "
                    f"try again in {format_duration(wait)}.")
-        headers = {**self.rate_limit_headers(info), **oc.retry_after_headers(wait, with_ms=False)}
+        headers = {**self.rate_limit_headers(info), **ocs.retry_after_headers(wait, with_ms=False)}
         return self._stamp(req, ServerResponse.json(
-            oc.render_error(message, kind, "rate_limit_exceeded"), 429, headers))
+            ocs.render_error(message, kind, "rate_limit_exceeded"), 429, headers))
 
     @route("POST", "/openai/v1/chat/completions")
     def chat(self, req: ServerRequest) -> ServerResponse:

@@ -29,7 +29,6 @@ from ipfs_accelerate_py.results import Result, Usage
 from ipfs_accelerate_py.wire import openai_compat as oai
 from ipfs_accelerate_py.wire.counts import check_batch, check_count, order_by_index
 
-from .server import TEIServer
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -96,7 +95,6 @@ class TEIBackend(Backend):
     metadata_keys: ClassVar[tuple[str, ...]] = ("hf_api_key", "hf_api_token")
     env_base_url: ClassVar[tuple[str, ...]] = ("HF_TEI_API_URL", "HF_TEI_ENDPOINT")
     metadata_base_url: ClassVar[tuple[str, ...]] = ("hf_tei_api_url", "hf_tei_endpoint")
-    server_class: ClassVar[type[TEIServer]] = TEIServer
 
     _PATHS: ClassVar[Mapping[str, str]] = {
         "embed": "/embed", "embeddings": "/v1/embeddings", "embed_sparse": "/embed_sparse", "embed_all": "/embed_all",

@@ -18,7 +18,7 @@ import zlib
 from typing import Any, ClassVar
 
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
-from ipfs_accelerate_py.wire.openai_compat import render_embeddings, usage_dict
+from ipfs_accelerate_py.wire.openai_server import render_embeddings, usage_dict
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")

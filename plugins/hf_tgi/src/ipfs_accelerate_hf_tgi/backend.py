@@ -31,7 +31,6 @@ from ipfs_accelerate_py.wire import openai_compat as oai
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 from ipfs_accelerate_py.wire.sse import SSEEvent
 
-from .server import TGIServer
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -73,7 +72,6 @@ class TGIBackend(Backend):
     metadata_keys: ClassVar[tuple[str, ...]] = ("hf_api_key", "hf_api_token")
     env_base_url: ClassVar[tuple[str, ...]] = ("HF_TGI_API_URL", "HF_TGI_ENDPOINT")
     metadata_base_url: ClassVar[tuple[str, ...]] = ("hf_tgi_api_url", "hf_tgi_endpoint")
-    server_class: ClassVar[type[TGIServer]] = TGIServer
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)  # honours HF_TGI_API_URL when no base URL is configured

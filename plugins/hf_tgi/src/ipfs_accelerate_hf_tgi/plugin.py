@@ -1,4 +1,4 @@
-"""Entry point of the ``hf_tgi`` plugin: registers the backend and its protocol server."""
+"""Entry point of the ``hf_tgi`` plugin: registers the backend (the fake has its own entry point)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,3 @@ def accelerate_backends() -> list[Any]:
     from .backend import TGIBackend
 
     return [TGIBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers() -> list[Any]:
-    from .server import TGIServer
-
-    return [TGIServer]

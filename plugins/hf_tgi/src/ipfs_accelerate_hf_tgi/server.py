@@ -14,8 +14,8 @@ import zlib
 from typing import Any, ClassVar, Mapping
 
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
-from ipfs_accelerate_py.wire.openai_compat import (
-    messages_text,
+from ipfs_accelerate_py.wire.openai_compat import messages_text
+from ipfs_accelerate_py.wire.openai_server import (
     render_chat_chunks,
     render_chat_completion,
     render_completion,

@@ -12,10 +12,3 @@ def accelerate_backends() -> list[Any]:
     from .backend import LlvmBackend
 
     return [LlvmBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers() -> list[Any]:
-    from .server import LlvmServer
-
-    return [LlvmServer]

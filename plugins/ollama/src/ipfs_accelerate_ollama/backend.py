@@ -37,7 +37,6 @@ from ipfs_accelerate_py.results import (
 from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ndjson import MalformedLine, iter_ndjson
 
-from .server import OllamaServer
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -83,7 +82,6 @@ class OllamaBackend(Backend):
     metadata_keys: ClassVar[tuple[str, ...]] = ("ollama_api_key",)
     env_base_url: ClassVar[tuple[str, ...]] = ("OLLAMA_API_URL", "OLLAMA_HOST")
     metadata_base_url: ClassVar[tuple[str, ...]] = ("ollama_api_url",)
-    server_class: ClassVar[type[OllamaServer]] = OllamaServer
 
     _POSTS: ClassVar[Mapping[str, str]] = {"chat": "/api/chat", "generate": "/api/generate",
                                            "embed": "/api/embed", "show": "/api/show",

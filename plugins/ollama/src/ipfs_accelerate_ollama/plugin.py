@@ -1,4 +1,4 @@
-"""Entry point of the ``ollama`` plugin: registers the backend and its protocol server."""
+"""Entry point of the ``ollama`` plugin: registers the backend (the fake has its own entry point)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,3 @@ def accelerate_backends() -> list[Any]:
     from .backend import OllamaBackend
 
     return [OllamaBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers() -> list[Any]:
-    from .server import OllamaServer
-
-    return [OllamaServer]

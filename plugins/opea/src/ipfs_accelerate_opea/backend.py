@@ -19,7 +19,6 @@ from ipfs_accelerate_py.results import IncompleteStream, Result, StreamChunk, Us
 from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire.counts import check_batch, check_count
 
-from .server import OPEAServer
 
 #: operation -> (option naming its own service URL, path under that URL)
 _ROUTES = {
@@ -66,7 +65,6 @@ class OPEABackend(Backend):
     metadata_base_url = ("opea_endpoint",)
     request_id_header = "X-Request-ID"
     response_id_header = "x-request-id"
-    server_class = OPEAServer
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
 from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 DEFAULT_MODEL = "Intel/neural-chat-7b-v3-3"
@@ -38,7 +39,7 @@ class OPEAServer(ProtocolServer):
         super().__init__(seed)
         self.seed = seed
         self.token = token
-        self.compat = oc.CompatResponder((), seed=seed, context_window=context_window,
+        self.compat = ocs.CompatResponder((), seed=seed, context_window=context_window,
                                          embedding_dims=embedding_dims, check_models=False)
 
     def handle(self, req: ServerRequest) -> ServerResponse:
@@ -58,7 +59,7 @@ class OPEAServer(ProtocolServer):
 
     def rate_limited(self, req: ServerRequest, info: RateLimitInfo) -> ServerResponse:
         return ServerResponse.json({"detail": "Too Many Requests"}, 429,
-                                   oc.retry_after_headers(info.retry_after or 1.0, with_ms=False))
+                                   ocs.retry_after_headers(info.retry_after or 1.0, with_ms=False))
 
     @staticmethod
     def _json(req: ServerRequest) -> tuple[Any, ServerResponse | None]:
@@ -92,7 +93,7 @@ class OPEAServer(ProtocolServer):
         if isinstance(body, Mapping) and "text" in body and "input" not in body:
             text = str(body["text"])
             return ServerResponse.json({"id": self._id(text), "text": text,
-                                        "embedding": oc.synth_vector(text, self.compat.embedding_dims,
+                                        "embedding": ocs.synth_vector(text, self.compat.embedding_dims,
                                                                      self.seed)})
         if not isinstance(body, Mapping) or "input" not in body:
             return _fastapi_422("input", body)
@@ -140,7 +141,7 @@ class OPEAServer(ProtocolServer):
         if not isinstance(body, Mapping) or "messages" not in body:
             return _fastapi_422("messages", body)
         question = oc.messages_text(body["messages"])
-        answer = oc.synth_text(question, self.seed, body.get("max_tokens"), salt="chatqna")
+        answer = ocs.synth_text(question, self.seed, body.get("max_tokens"), salt="chatqna")
         if body.get("stream", True):
             tokens = re.findall(r"\s?\S+\s?", answer)
             frames = [b"data: " + repr(t.encode("utf-8")).encode("ascii") + b"\n\n" for t in tokens]

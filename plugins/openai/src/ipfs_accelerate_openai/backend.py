@@ -20,7 +20,6 @@ from ipfs_accelerate_py.wire import openai_compat as oc
 from ipfs_accelerate_py.wire.counts import check_batch, check_count
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_openai_headers
 
-from .server import OpenAIServer
 
 #: The API takes at most this many inputs in one embeddings call.
 MAX_EMBEDDING_INPUTS = 2048
@@ -61,7 +60,6 @@ class OpenAIBackend(Backend):
     # returns its own id in x-request-id.
     request_id_header = "X-Client-Request-Id"
     response_id_header = "x-request-id"
-    server_class = OpenAIServer
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         super().__init__(config)

@@ -1,4 +1,4 @@
-"""Entry point of the OpenAI plugin: registers the backend and its protocol server."""
+"""Entry point of the OpenAI plugin: registers the backend (the fake has its own entry point)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,3 @@ def accelerate_backends():
     from .backend import OpenAIBackend
 
     return [OpenAIBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers():
-    from .server import OpenAIServer
-
-    return [OpenAIServer]

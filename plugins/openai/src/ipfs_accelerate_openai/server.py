@@ -6,7 +6,7 @@ import hashlib
 from typing import Any, Collection, Sequence
 
 from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse, route
-from ipfs_accelerate_py.wire import openai_compat as oc
+from ipfs_accelerate_py.wire import openai_server as ocs
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, format_duration
 
 #: The moderation categories the API reports on (part of the response shape).
@@ -40,7 +40,7 @@ class OpenAIServer(ProtocolServer):
                  context_window: int = 8192) -> None:
         super().__init__(seed)
         self.seed = seed
-        self.compat = oc.CompatResponder(models, seed=seed, owned_by="system",
+        self.compat = ocs.CompatResponder(models, seed=seed, owned_by="system",
                                          context_window=context_window)
         self.bad_keys = set(bad_keys)
         self.limits = limits
@@ -72,7 +72,7 @@ class OpenAIServer(ProtocolServer):
                               "Bearer YOUR_KEY).")
         if key in self.bad_keys:
             masked = key[:3] + "*" * 4 + key[-4:]
-            return ServerResponse.json(oc.render_error(
+            return ServerResponse.json(ocs.render_error(
                 f"Incorrect API key provided: {masked}. You can find your API key at "
                 "https://platform.openai.com/account/api-keys.", "invalid_request_error",
                 "invalid_api_key"), 401)
@@ -83,10 +83,10 @@ class OpenAIServer(ProtocolServer):
         if status >= 500:
             message = message or "The server had an error while processing your request. Sorry about that!"
         return self._stamp(req, ServerResponse.json(
-            oc.render_error(message, oc.error_type_for_status(status), code), status))
+            ocs.render_error(message, ocs.error_type_for_status(status), code), status))
 
     def rate_limit_headers(self, info: RateLimitInfo) -> dict[str, str]:
-        return oc.ratelimit_headers(info)
+        return ocs.ratelimit_headers(info)
 
     def rate_limited(self, req: ServerRequest, info: RateLimitInfo) -> ServerResponse:
         """A 429 as OpenAI sends it: which limit (requests or tokens), the wait, headers."""
@@ -103,13 +103,13 @@ class OpenAIServer(ProtocolServer):
                    f"({unit}): Limit {int(limit or 0)}, Used {int(limit or 0)}, Requested 1. Please "
                    f"try again in {format_duration(wait)}. "
                    "Visit https://platform.openai.com/account/rate-limits to learn more.")
-        headers = {**self.rate_limit_headers(info), **oc.retry_after_headers(wait)}
+        headers = {**self.rate_limit_headers(info), **ocs.retry_after_headers(wait)}
         return self._stamp(req, ServerResponse.json(
-            oc.render_error(message, kind, "rate_limit_exceeded"), 429, headers))
+            ocs.render_error(message, kind, "rate_limit_exceeded"), 429, headers))
 
     def insufficient_quota(self, req: ServerRequest) -> ServerResponse:
         """The 429 of a key that is out of credit (not a rate limit: waiting does not help)."""
-        return self._stamp(req, ServerResponse.json(oc.render_error(
+        return self._stamp(req, ServerResponse.json(ocs.render_error(
             "You exceeded your current quota, please check your plan and billing details.",
             "insufficient_quota", "insufficient_quota"), 429))
 
@@ -143,7 +143,7 @@ class OpenAIServer(ProtocolServer):
             return self.error(req, 400, "We could not parse the JSON body of your request.")
         value = body.get("input") if isinstance(body, dict) else None
         if value in (None, "", []):
-            return ServerResponse.json(oc.render_error("'input' is a required property",
+            return ServerResponse.json(ocs.render_error("'input' is a required property",
                                                        param="input"), 400)
         texts = [value] if isinstance(value, str) else [
             v if isinstance(v, str) else str(v.get("text", "")) for v in value]

@@ -148,8 +148,3 @@ def endpoint_from(metadata: Mapping[str, Any] | None, environ: Mapping[str, str]
     if metadata.get("s3_endpoint"):
         return str(metadata["s3_endpoint"])
     return _first(environ, ("S3_ENDPOINT", "AWS_ENDPOINT_URL"))
-
-
-def region_from(environ: Mapping[str, str] | None) -> str | None:
-    environ = os.environ if environ is None else environ
-    return _first(environ, ENV_REGION)

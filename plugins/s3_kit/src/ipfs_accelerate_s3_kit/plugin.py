@@ -8,10 +8,3 @@ def accelerate_backends():
     from .backend import S3KitBackend
 
     return [S3KitBackend]
-
-
-@hookimpl
-def accelerate_protocol_servers():
-    from .server import S3Server
-
-    return [S3Server]

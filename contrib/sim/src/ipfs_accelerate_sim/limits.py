@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..wire.ratelimit import RateLimitInfo
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
 #: What the request ``limit`` header states, per style (tokens are always per minute):
 #: ``per_minute``: requests per minute (OpenAI, Anthropic); ``bucket``: the bucket's

@@ -22,9 +22,10 @@ import time
 import warnings
 from typing import Any, Mapping
 
-from ..keys import key_fingerprint
-from ..server import ProtocolServer, ServerRequest, ServerResponse
-from ..wire.ratelimit import RateLimitInfo
+from ipfs_accelerate_py.keys import key_fingerprint
+from ipfs_accelerate_py.server import ProtocolServer, ServerRequest, ServerResponse
+from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
+
 from .config import SimConfig
 from .httpd import start_server
 from .limits import KeyQuota
@@ -63,15 +64,15 @@ def load_protocol_servers(seed: int, names: tuple[str, ...] | None = None,
                           models: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, ProtocolServer]:
     """Instantiate every installed protocol server (or those named)."""
     if plugin_manager is None:
-        from ..plugins import get_plugin_manager
+        from ipfs_accelerate_py.plugins import get_plugin_manager
 
         plugin_manager = get_plugin_manager()
     classes = plugin_manager.protocol_servers()
     if names is not None:
         missing = [n for n in names if n not in classes]
         if missing:
-            from ..errors import UnknownPluginError
-            from ..plugins import distribution_for
+            from ipfs_accelerate_py.errors import UnknownPluginError
+            from ipfs_accelerate_py.plugins import distribution_for
 
             raise UnknownPluginError("protocol server", missing[0], list(classes),
                                      f"install it with: pip install {distribution_for(missing[0])}")

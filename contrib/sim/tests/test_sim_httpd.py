@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from ipfs_accelerate_py.server import CutConnection, ProtocolServer, ServerRequest, ServerResponse, route
-from ipfs_accelerate_py.sim import SimConfig, Simulator
+from ipfs_accelerate_sim import SimConfig, Simulator
 
 
 class WireServer(ProtocolServer):

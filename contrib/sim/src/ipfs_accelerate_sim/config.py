@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import attrs
 
-from ..errors import ConfigError
+from ipfs_accelerate_py.errors import ConfigError
 
 
 def _outages(value: Sequence[Sequence[float]] | None) -> tuple[tuple[float, float], ...]:

@@ -11,7 +11,7 @@ import requests
 from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import ErrorClass, RateLimited
 from ipfs_accelerate_py.plugins import get_plugin_manager
-from ipfs_accelerate_py.sim import SimConfig, Simulator, key_label
+from ipfs_accelerate_sim import SimConfig, Simulator, key_label
 
 #: Every header a protocol might read its key from, so one request fits them all.
 AUTH = {"Authorization": "Bearer test-key-1", "x-api-key": "test-key-1",

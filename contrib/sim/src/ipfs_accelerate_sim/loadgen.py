@@ -1,7 +1,7 @@
 """A load generator for measuring the simulator (run it in its own process).
 
-    python -m ipfs_accelerate_py.sim.loadgen URL [--connections 32] [--seconds 5]
-    python -m ipfs_accelerate_py.sim.loadgen spawn      # start `ipfs-accelerate sim` itself
+    python -m ipfs_accelerate_sim.loadgen URL [--connections 32] [--seconds 5]
+    python -m ipfs_accelerate_sim.loadgen spawn      # start `ipfs-accelerate sim` itself
 
 Opens keep-alive connections and sends OpenAI chat requests back to back on each,
 spreading them over ``--keys`` fake keys; prints requests/s and the status counts as
@@ -125,7 +125,7 @@ def spawn_and_measure(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ipfs_accelerate_py.sim.loadgen",
+    p = argparse.ArgumentParser(prog="python -m ipfs_accelerate_sim.loadgen",
                                 description="Measure the simulator's requests/s.")
     p.add_argument("url", help="the simulator's URL, e.g. http://127.0.0.1:8765, or 'spawn' to "
                                "start one in its own process and report its CPU cost too")

@@ -1,32 +1,49 @@
-"""Test helpers for backend and strategy authors (install the ``[testing]`` extra).
+"""Test helpers for backend and strategy authors (``pip install ipfs-accelerate-sim[testing]``).
 
 :class:`LocalServer` hosts a :class:`~ipfs_accelerate_py.server.ProtocolServer` on
 127.0.0.1, records every request it receives, and can be scripted to answer the next
 requests with canned responses (errors, 429s, cut streams) before falling back to the
-protocol's own answers.
+protocol's own answers.  :class:`MemoryServer` does the same without a socket: its
+:attr:`~MemoryServer.transport` hands a client's requests straight to it, through the
+whole ``requests`` stack but no network (as httpx's ``MockTransport`` does).
+:func:`make_client` builds the client most tests want.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
 
-from .server import HttpServer, ServerRequest, ServerResponse
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPResponse
+from urllib3.exceptions import ProtocolError
+
+from ipfs_accelerate_py.http import Transport
+from ipfs_accelerate_py.server import CutConnection, ServerRequest, ServerResponse
+
+from .http_host import HttpServer
+
+if TYPE_CHECKING:
+    from ipfs_accelerate_py.client import Client
+    from ipfs_accelerate_py.plugins import PluginManager
 
 Responder = ServerResponse | Callable[[ServerRequest], ServerResponse]
 
 
-class LocalServer(HttpServer):
-    def __init__(self, app: Callable[[ServerRequest], ServerResponse] | None = None) -> None:
+class _Scripted:
+    """Records requests and answers from the script first, then from the protocol."""
+
+    def __init__(self, app: Callable[[ServerRequest], ServerResponse] | None) -> None:
         self.protocol = app
         self.requests: list[ServerRequest] = []
         self._script: deque[Responder] = deque()
         self._lock = threading.Lock()
-        super().__init__(self._dispatch)
-        self.start()
 
-    def script(self, *responses: Responder) -> LocalServer:
+    def script(self, *responses: Responder) -> Any:
         """Answer the next requests with these, in order (a callable gets the request)."""
         with self._lock:
             self._script.extend(responses)
@@ -52,11 +69,175 @@ class LocalServer(HttpServer):
             return ServerResponse.json({"error": "no protocol and nothing scripted"}, 500)
         return self.protocol(req)
 
+
+class LocalServer(_Scripted, HttpServer):
+    """A protocol server on a real 127.0.0.1 port (started on construction)."""
+
+    def __init__(self, app: Callable[[ServerRequest], ServerResponse] | None = None) -> None:
+        _Scripted.__init__(self, app)
+        HttpServer.__init__(self, self._dispatch)
+        self.start()
+
     def __enter__(self) -> LocalServer:
         return self
 
 
-def hold_worker(server: LocalServer, client: Any, backend: str, operation: str,
+# --------------------------------------------------------------------------- no sockets
+class _StreamBody(io.RawIOBase):
+    """A streamed ``ServerResponse`` body as a file; a cut stream reads as a broken one."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def next_piece(self, limit: int | None) -> bytes:
+        """Up to ``limit`` bytes of the current server chunk (b"" at the end)."""
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return b""
+            except CutConnection:
+                raise ProtocolError("Connection broken: the server cut the stream") from None
+        n = len(self._pending) if limit is None else min(limit, len(self._pending))
+        piece, self._pending = self._pending[:n], self._pending[n:]
+        return piece
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self.next_piece(len(buffer))
+        buffer[:len(piece)] = piece
+        return len(piece)
+
+
+class _MemoryResponse(HTTPResponse):
+    """Streams a streamed body chunk by chunk, as a chunked HTTP answer arrives, so a
+    consumer sees the first events before a later failure."""
+
+    def stream(self, amt: int | None = 2 ** 16, decode_content: bool | None = None) -> Any:
+        body = self._fp
+        if not isinstance(body, _StreamBody):
+            yield from super().stream(amt, decode_content)
+            return
+        while piece := body.next_piece(amt):
+            yield piece
+
+
+class _MemoryAdapter(HTTPAdapter):
+    """A ``requests`` adapter that answers from an app instead of a socket."""
+
+    def __init__(self, app: Callable[[ServerRequest], ServerResponse]) -> None:
+        super().__init__()
+        self.app = app
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        split = urlsplit(request.url or "")
+        body = request.body
+        if body is None:
+            body = b""
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+        elif not isinstance(body, (bytes, bytearray)):
+            body = body.read() if hasattr(body, "read") else b"".join(body)
+        req = ServerRequest(method=request.method or "GET", path=split.path,
+                            query=parse_qs(split.query, keep_blank_values=True),
+                            headers={k.lower(): v for k, v in request.headers.items()},
+                            body=bytes(body))
+        try:
+            resp = self.app(req)
+        except Exception as exc:  # as the socket hosts do: a fake's bug is a 500, not a hang
+            resp = ServerResponse.text(f"server error: {type(exc).__name__}: {exc}", 500)
+        raw_body: Any
+        if isinstance(resp.body, (bytes, bytearray)):
+            raw_body = io.BytesIO(bytes(resp.body))
+        else:
+            raw_body = _StreamBody(resp.body)
+        raw = _MemoryResponse(body=raw_body, headers=dict(resp.headers), status=resp.status,
+                           preload_content=False, decode_content=False,
+                           request_method=request.method)
+        return self.build_response(request, raw)
+
+
+class MemoryTransport(Transport):
+    """The client's transport, routing every request to ``app`` in memory: no socket, no
+    thread, no port; the ``requests`` stack (bodies, params, streaming, errors) as usual."""
+
+    def __init__(self, app: Callable[[ServerRequest], ServerResponse]) -> None:
+        super().__init__(session=requests.Session())
+        self.session.trust_env = False
+        adapter = _MemoryAdapter(app)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+
+class MemoryServer(_Scripted):
+    """:class:`LocalServer` without the socket: pass :attr:`transport` to the client and
+    use :attr:`url` as the base URL."""
+
+    url = "http://memory.invalid"
+
+    def __init__(self, app: Callable[[ServerRequest], ServerResponse] | None = None) -> None:
+        super().__init__(app)
+        self.transport = MemoryTransport(self._dispatch)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> MemoryServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- clients
+def make_client(backend: type | str, base_url: str | None, *, keys: Iterable[str] = ("test-key-1",),
+                attempts: int = 4, concurrency: int = 4, deadline: float | None = 30.0,
+                base_delay: float = 0.001, max_delay: float = 0.01, transport: Transport | None = None,
+                plugin_manager: PluginManager | None = None, seed: int | None = 1,
+                config: Mapping[str, Any] | None = None, **backend_fields: Any) -> Client:
+    """The client a backend test wants: one backend, fast retries, the breaker out of the
+    way (it is tested on its own), a fixed seed.
+
+    ``backend`` is a Backend class (registered alone in a fresh plugin manager, so no
+    installed plugin interferes) or a backend name (found through the installed plugins).
+    ``config`` adds ``ClientConfig`` fields; other keyword arguments are ``BackendConfig``
+    fields (``options``, ``batch_window``...).  Pass ``transport=server.transport`` of a
+    :class:`MemoryServer` for a test without sockets.
+    """
+    from ipfs_accelerate_py.client import Client
+    from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+    from ipfs_accelerate_py.hookspecs import hookimpl
+    from ipfs_accelerate_py.plugins import PluginManager
+
+    if isinstance(backend, str):
+        name = backend
+    else:
+        name = backend.name
+        if plugin_manager is None:
+            backend_class = backend
+
+            class _Only:
+                @staticmethod
+                @hookimpl
+                def accelerate_backends() -> list[type]:
+                    return [backend_class]
+
+            plugin_manager = PluginManager(load_entry_points=False)
+            plugin_manager.add_plugin(_Only, name="only-" + name)
+    cfg = ClientConfig(**{"max_concurrency": concurrency, "default_deadline": deadline,
+                          "retry": RetryPolicy(base_delay=base_delay, max_delay=max_delay,
+                                               max_attempts=attempts),
+                          "breaker": BreakerPolicy(minimum_calls=1000, window_size=1000),
+                          **(config or {})})
+    return Client([BackendConfig(name=name, keys=list(keys), base_url=base_url, **backend_fields)],
+                  cfg, plugin_manager=plugin_manager, seed=seed, transport=transport)
+
+
+def hold_worker(server: _Scripted, client: Any, backend: str, operation: str,
                 payload: Any = None, timeout: float = 10.0) -> threading.Event:
     """Occupy a client's only worker with one request that the server holds until the
     returned event is set, so requests submitted meanwhile queue up together (to test
@@ -109,7 +290,8 @@ def fake_key(n: int = 1) -> str:
     return f"test-key-{n}"
 
 
-__all__ = ["LocalServer", "ManualClock", "fake_key", "hold_worker"]
+__all__ = ["LocalServer", "ManualClock", "MemoryServer", "MemoryTransport", "fake_key",
+           "hold_worker", "make_client"]
 
 
 # --------------------------------------------------------------------------- contracts
@@ -119,7 +301,7 @@ import sys as _sys
 import threading as _threading
 from typing import Any as _Any, ClassVar as _ClassVar
 
-from .server import CutConnection as _Cut
+from ipfs_accelerate_py.server import CutConnection as _Cut
 
 
 def _cut_after(response: ServerResponse, parts: int) -> ServerResponse:
@@ -179,28 +361,8 @@ class BackendContract:
 
     @_pytest.fixture
     def client(self, server: LocalServer) -> _Any:
-        from .client import Client
-        from .config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
-        from .plugins import PluginManager
-
-        backend_class = self.backend_class
-
-        class _Plugin:
-            @staticmethod
-            def accelerate_backends() -> list[type]:
-                return [backend_class]
-
-        from .hookspecs import hookimpl
-
-        _Plugin.accelerate_backends = hookimpl(_Plugin.accelerate_backends)  # type: ignore[method-assign]
-        pm = PluginManager(load_entry_points=False)
-        pm.add_plugin(_Plugin, name="contract-" + backend_class.name)
-        cfg = ClientConfig(max_concurrency=4, default_deadline=30.0,
-                           retry=RetryPolicy(base_delay=0.001, max_delay=0.01, max_attempts=4),
-                           breaker=BreakerPolicy(minimum_calls=1000, window_size=1000))
-        c = Client([BackendConfig(name=backend_class.name, keys=list(self.keys),
-                                  base_url=server.url + self.base_path, options=dict(self.options))],
-                   cfg, plugin_manager=pm, seed=1)
+        c = make_client(self.backend_class, server.url + self.base_path, keys=self.keys,
+                        options=dict(self.options))
         yield c
         c.close(wait=False)
 
@@ -222,7 +384,7 @@ class BackendContract:
         assert set(self.samples) <= set(cls.operations)
 
     def test_every_sample_round_trips(self, client: _Any, server: LocalServer) -> None:
-        from .results import Result
+        from ipfs_accelerate_py.results import Result
 
         for op, payload in self.samples.items():
             server.clear()
@@ -239,7 +401,7 @@ class BackendContract:
         assert self.keys[0] in sent
 
     def test_rate_limit_is_classified_and_retried(self, client: _Any, server: LocalServer) -> None:
-        from .wire.ratelimit import RateLimitInfo
+        from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 
         op, payload = self._first_sample()
         proto = self.server_class()
@@ -265,7 +427,7 @@ class BackendContract:
             assert res.attempts == 2, answer
 
     def test_auth_error_is_not_retried(self, client: _Any, server: LocalServer) -> None:
-        from .errors import AuthError
+        from ipfs_accelerate_py.errors import AuthError
 
         op, payload = self._first_sample()
         server.script(lambda req: self.server_class().error(req, 401, "invalid api key"))
@@ -277,10 +439,10 @@ class BackendContract:
                 assert key not in text
 
     def test_stream_round_trips_and_cut_raises(self, client: _Any, server: LocalServer) -> None:
-        from .errors import StreamError
+        from ipfs_accelerate_py.errors import StreamError
 
         if self.stream_sample is None:
-            assert not self.backend_class.streaming_operations, "set stream_sample"
+            self._assert_does_not_stream(client, server)
             return
         op, payload = self.stream_sample
         whole = client.stream(self.backend_class.name, op, payload).collect()
@@ -293,8 +455,20 @@ class BackendContract:
         assert whole.text.startswith(info.value.partial_text)
         assert len(info.value.partial_text) < len(whole.text)
 
+    def _assert_does_not_stream(self, client: _Any, server: LocalServer) -> None:
+        """Without ``stream_sample`` the backend must say it streams nothing, and asking it
+        to stream must fail with a typed error before anything is sent."""
+        from ipfs_accelerate_py.errors import InvalidRequest
+
+        assert not self.backend_class.streaming_operations, "set stream_sample"
+        op, payload = self._first_sample()
+        with self._pytest.raises(InvalidRequest, match="does not stream"):
+            client.stream(self.backend_class.name, op, payload).collect()
+        assert server.requests == []
+
     def test_stream_failure_before_first_chunk_is_retried(self, client: _Any, server: LocalServer) -> None:
         if self.stream_sample is None:
+            self._assert_does_not_stream(client, server)
             return
         op, payload = self.stream_sample
         server.script(lambda req: self.server_class().error(req, 503, "unavailable"))
@@ -310,6 +484,11 @@ class BackendContract:
 
     def test_plugin_import_is_cheap(self) -> None:
         if not self.plugin_module:
+            # Only a backend that is no installed plugin (a test's own) may leave it out.
+            from importlib import metadata
+
+            installed = {ep.name for ep in metadata.entry_points(group="ipfs_accelerate")}
+            assert self.backend_class.name not in installed, "set plugin_module"
             return
         code = (f"import sys; import {self.plugin_module}; "
                 "print(','.join(m for m in ('requests', 'urllib3') if m in sys.modules))")
@@ -319,7 +498,7 @@ class BackendContract:
 
 
 def _base_build() -> _Any:
-    from .backend import Backend
+    from ipfs_accelerate_py.backend import Backend
 
     return Backend.build_request
 
@@ -332,8 +511,8 @@ class StrategyContract:
 
     @staticmethod
     def _candidates(n: int, in_flight: list[int] | None = None) -> list[_Any]:
-        from .keys import ApiKey
-        from .selection import KeyCandidate
+        from ipfs_accelerate_py.keys import ApiKey
+        from ipfs_accelerate_py.selection import KeyCandidate
 
         class _Limiter:
             def headroom(self, now: float) -> float:
@@ -347,7 +526,7 @@ class StrategyContract:
         return out
 
     def test_picks_only_among_candidates(self) -> None:
-        from .request import Request
+        from ipfs_accelerate_py.request import Request
 
         s = self.strategy_factory()
         all_keys = self._candidates(5)
@@ -356,7 +535,7 @@ class StrategyContract:
                 assert s.select(Request("op"), subset) in subset
 
     def test_fair_over_time(self) -> None:
-        from .request import Request
+        from ipfs_accelerate_py.request import Request
 
         s = self.strategy_factory()
         keys = self._candidates(4)
@@ -368,27 +547,39 @@ class StrategyContract:
         assert max(counts.values()) - min(counts.values()) <= 4, counts
 
     def test_thread_safe(self) -> None:
-        from .request import Request
+        """``select`` called from 8 threads at once, released together by a barrier, with
+        the interpreter switching threads as often as it can: every answer must still be
+        one of the candidates and no call may raise."""
+        from ipfs_accelerate_py.request import Request
 
         s = self.strategy_factory()
         keys = self._candidates(3)
         errors: list[BaseException] = []
-        lock = _threading.Lock()
+        picked = [0] * 8
+        start = _threading.Barrier(8)
 
-        def run() -> None:
+        def run(i: int) -> None:
             try:
+                start.wait(10)
                 for _ in range(2000):
-                    with lock:  # the pipeline calls select under its lock
-                        assert s.select(Request("op"), keys) in keys
+                    assert s.select(Request("op"), keys) in keys
+                    picked[i] += 1
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = [_threading.Thread(target=run) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert not errors and not any(t.is_alive() for t in threads)
+        old = _sys.getswitchinterval()
+        _sys.setswitchinterval(1e-6)
+        try:
+            threads = [_threading.Thread(target=run, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            _sys.setswitchinterval(old)
+        assert not errors, errors[:3]
+        assert not any(t.is_alive() for t in threads)
+        assert picked == [2000] * 8
 
 
 __all__ += ["BackendContract", "StrategyContract"]

@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs
 
-from ..server import CutConnection, ServerRequest, ServerResponse
+from ipfs_accelerate_py.server import CutConnection, ServerRequest, ServerResponse
 
 App = Callable[[ServerRequest], Awaitable[ServerResponse]]
 
