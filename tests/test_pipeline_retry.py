@@ -13,7 +13,6 @@ from ipfs_accelerate_py import (
     BreakerPolicy,
     Client,
     ClientConfig,
-    Request,
     RetryPolicy,
 )
 from ipfs_accelerate_py.errors import AuthError, InvalidRequest, RateLimited, TransientError

@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -304,7 +303,7 @@ def main(argv: list[str]) -> int:
                        work / "llama.log"):
                 llama_checks(t, url)
         except Exception as exc:
-            t.check("llama-cpp-python", "?", "-", "start", lambda: (_ for _ in ()).throw(exc))
+            t.check("llama-cpp-python", "?", "-", "start", lambda exc=exc: (_ for _ in ()).throw(exc))
     if "kserve" in only:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -313,7 +312,7 @@ def main(argv: list[str]) -> int:
                        url + "/v2/health/ready", work / "kserve.log"):
                 kserve_checks(t, url)
         except Exception as exc:
-            t.check("kserve ModelServer", "?", "-", "start", lambda: (_ for _ in ()).throw(exc))
+            t.check("kserve ModelServer", "?", "-", "start", lambda exc=exc: (_ for _ in ()).throw(exc))
     if "moto" in only:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -322,7 +321,7 @@ def main(argv: list[str]) -> int:
                        url + "/moto-api/", work / "moto.log"):
                 moto_checks(t, url, work)
         except Exception as exc:
-            t.check("moto server", "?", "-", "start", lambda: (_ for _ in ()).throw(exc))
+            t.check("moto server", "?", "-", "start", lambda exc=exc: (_ for _ in ()).throw(exc))
     write_table(t.rows, ROOT / "docs" / "interop.md")
     failed = [r for r in t.rows if r[4].startswith("FAIL")]
     print(f"interop: {len(t.rows) - len(failed)} passed, {len(failed)} failed "

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import random
 
     from .backend import Backend
-    from .config import BreakerPolicy, ClientConfig, RetryPolicy
+    from .config import ClientConfig, RetryPolicy
     from .errors import ProviderError
     from .events import BreakerChanged, RequestFinished, RequestQueued, RequestRetried, RequestStarted
     from .queue import PriorityRequestQueue

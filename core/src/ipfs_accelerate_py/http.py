@@ -62,7 +62,7 @@ class KeyAuth(AuthBase):
 
     @property
     def secret_headers(self) -> frozenset[str]:
-        declared = getattr(self._backend, "secret_headers", frozenset())
+        declared: frozenset[str] = getattr(self._backend, "secret_headers", frozenset())
         return STANDARD_SECRET_HEADERS | {h.lower() for h in declared}
 
     def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -208,7 +208,8 @@ class Transport:
                 raise
             resp._content_consumed = True
         else:
-            resp.max_line = req.max_line or DEFAULT_MAX_LINE  # read by iter_bounded_lines
+            # read by iter_bounded_lines
+            resp.max_line = req.max_line or DEFAULT_MAX_LINE  # type: ignore[attr-defined]
         return resp
 
     def close(self) -> None:

@@ -232,8 +232,12 @@ class _Evidence:
         if limit is not None and burst is not None and burst == limit:
             burst = None  # the same candidate
         prior = None if limit is None else limit / self.window
-        fits = [(cap, self._bounds(cap)) for cap in (limit, burst) if cap is not None]
-        fits = [(cap, b) for cap, b in fits if b is not None]
+        fits: list[tuple[float, tuple[float, float]]] = []
+        for cap in (limit, burst):
+            if cap is not None:
+                bounds = self._bounds(cap)
+                if bounds is not None:
+                    fits.append((cap, bounds))
         # the stated rate, with either capacity, when the resets agree with it ...
         for cap, (lo, hi) in fits:
             if prior is not None and lo <= prior * (1 + 1e-9) and prior <= hi * (1 + 1e-9):
@@ -271,7 +275,8 @@ class _Dimension:
         self.cfg_rate = cfg_rate
         self.cfg_cap = cfg_cap
         self.cfg_cap_source = cap_source
-        self.configured = (None if cfg_rate is None else TokenBucket(cfg_rate, cfg_cap, now))
+        self.configured = (None if cfg_rate is None or cfg_cap is None
+                           else TokenBucket(cfg_rate, cfg_cap, now))
         self.learned: TokenBucket | None = None
         self.evidence = _Evidence(learn_burst=name == "requests")
         self.history: deque[tuple[float, float]] = deque(maxlen=_MAX_HISTORY)
@@ -381,7 +386,8 @@ class _Dimension:
                 self.learned.reconfigure(rate, cap, now)
         if self.configured is not None:
             # The burst the server tolerates wins over a larger configured one.
-            if ev.learn_burst and ev.peak >= 0 and ev.capacity is not None:
+            if (ev.learn_burst and ev.peak >= 0 and ev.capacity is not None
+                    and self.cfg_cap is not None):
                 want = min(self.cfg_cap, ev.capacity)  # a new peak may raise it again
                 if self.configured.capacity != want:
                     self.configured.reconfigure(self.configured.rate, want, now)
@@ -398,7 +404,8 @@ class _Dimension:
         # ``remaining`` was counted when the server handled the request, somewhere in
         # [sent_at, now], rounded down: the server held less than remaining + 1 then, has
         # refilled at most rate * (now - sent_at) since, and lost what was sent after.
-        refill = (self.learned or self.configured).rate if self.buckets() else 0.0
+        bucket = self.learned or self.configured
+        refill = bucket.rate if bucket is not None else 0.0
         held = remaining + 1.0
         if reset is not None and self.learned is not None and not math.isinf(resolution):
             # with the bucket's shape known, the reset pins the level closer than the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, Request
 from ipfs_accelerate_py.errors import CountMismatch, NotFound, TransientError
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse

@@ -10,10 +10,8 @@ from ipfs_accelerate_opea.backend import OPEABackend
 from ipfs_accelerate_opea.server import OPEAServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+from ipfs_accelerate_py.config import BackendConfig
 from ipfs_accelerate_py.errors import AuthError, CountMismatch, InvalidRequest, StreamError, TransientError
-from ipfs_accelerate_py.hookspecs import hookimpl
-from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.request import Request
 from ipfs_accelerate_py.results import Result, Usage
 from ipfs_accelerate_py.server import ServerRequest, ServerResponse, iter_chunks

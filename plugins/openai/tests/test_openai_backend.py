@@ -11,7 +11,7 @@ from ipfs_accelerate_openai.backend import OpenAIBackend
 from ipfs_accelerate_openai.server import EXAMPLE_LIMITS, OpenAIServer
 
 from ipfs_accelerate_py.client import Client
-from ipfs_accelerate_py.config import BackendConfig
+from ipfs_accelerate_py.config import BackendConfig, ClientConfig, RetryPolicy
 from ipfs_accelerate_py.errors import (
     CountMismatch,
     AuthError,

@@ -307,10 +307,10 @@ def run_local(job: BatchJob) -> int:
             stop_watchers(watchers)
         client.close()
         print(client.stats().table())
-    done, ok = output.journal.count()
+    done, succeeded = output.journal.count()
     output.close()
-    failed = done - ok
-    print(f"requests: {len(lines)}  written: {done}  ok: {ok}  failed: {failed}  "
+    failed = done - succeeded
+    print(f"requests: {len(lines)}  written: {done}  ok: {succeeded}  failed: {failed}  "
           f"bad lines: {len(bad)}  lost: {len(lines) - done}")
     print(f"output: {job.output_path}" + (f"  errors: {job.errors_path}" if bad else ""))
     return EXIT_OK if failed == 0 and not bad and done == len(lines) else EXIT_FAILED

@@ -83,9 +83,9 @@ def run_attempt(d: Dispatch, transport: Any, clock: Callable[[], float]) -> Atte
     except (PluginError, AccelerateError) as err:
         return AttemptOutcome(Kind.FAILED, error=err, hint=hint)
     except Exception as exc:  # a bug in the backend plugin: attribute it, don't retry
-        err = PluginError(bs.name, "backend", exc)
-        err.__cause__ = exc
-        return AttemptOutcome(Kind.FAILED, error=err, hint=hint)
+        bug = PluginError(bs.name, "backend", exc)
+        bug.__cause__ = exc
+        return AttemptOutcome(Kind.FAILED, error=bug, hint=hint)
     if len(jobs) == 1:
         return AttemptOutcome(Kind.SUCCESS, results=[result], hint=hint, usage=result.usage)
     try:

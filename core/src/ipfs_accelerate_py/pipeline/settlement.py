@@ -137,6 +137,7 @@ class Settlement:
             self.finished(job, Outcome.SUCCESS if error is None else Outcome.ERROR, usage, 1,
                           error=error)
 
+        assert outcome.chunks is not None  # a STREAM outcome always carries its chunks
         stream = ResultStream(outcome.first, outcome.chunks, request_id=job.request.request_id,
                               backend=d.bstate.name, key_id=d.key.key_id, attempts=job.attempts,
                               closer=outcome.close, on_close=closed)
