@@ -123,3 +123,31 @@ def test_custom_queue_factory_is_used(pm, echo_server):
     with make(pm, echo_server) as c:
         c.call("echo", "echo", {"n": 1})
     assert len(made) == 1 and made[0].pushed == 1
+
+
+def test_events_carry_the_request_tags_model_and_result(pm, echo_server):
+    seen: dict[str, list] = {"queued": [], "started": [], "finished": []}
+
+    class Watch:
+        @hookimpl
+        def accelerate_on_queued(self, event):
+            seen["queued"].append(event)
+
+        @hookimpl
+        def accelerate_on_started(self, event):
+            seen["started"].append(event)
+
+        @hookimpl
+        def accelerate_on_finished(self, event):
+            seen["finished"].append(event)
+
+    pm.add_plugin(Watch(), name="watch-tags")
+    with Client([BackendConfig("echo", keys=["test-key-1"], base_url=echo_server.url)],
+                ClientConfig(), plugin_manager=pm) as c:
+        result = c.call(Request("echo", {"n": 7, "model": "m-1"}, backend="echo",
+                                tags={"team": "search", "job": "nightly"}))
+    for kind in ("queued", "started", "finished"):
+        assert [dict(e.tags) for e in seen[kind]] == [{"team": "search", "job": "nightly"}], kind
+    assert seen["queued"][0].model == "m-1"
+    finished = seen["finished"][0]
+    assert finished.result is result and finished.response_id == result.provider_request_id

@@ -6,7 +6,7 @@ Events carry a key's public ``key_id`` only, never the key.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Mapping
 
 import attrs
 
@@ -39,6 +39,8 @@ class RequestQueued:
     # unless told to.
     model: str | None = None
     payload: Any = attrs.field(default=None, repr=False, eq=False)
+    #: The caller's ``Request.tags`` (a team, a job...), carried as given.
+    tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
 
 @attrs.frozen
@@ -50,6 +52,8 @@ class RequestStarted:
     attempt: int
     queued_for: float  # seconds since submission
     time: float
+    #: The caller's ``Request.tags`` (a team, a job...), carried as given.
+    tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
 
 @attrs.frozen
@@ -62,6 +66,8 @@ class RequestRetried:
     status: int | None
     delay: float
     time: float
+    #: The caller's ``Request.tags`` (a team, a job...), carried as given.
+    tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
 
 @attrs.frozen
@@ -84,6 +90,8 @@ class RequestFinished:
     model: str | None = None
     response_id: str | None = None
     result: Any = attrs.field(default=None, repr=False, eq=False)
+    #: The caller's ``Request.tags`` (a team, a job...), carried as given.
+    tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
 
 @attrs.frozen

@@ -118,7 +118,7 @@ class Pipeline:
             for j in d.jobs:
                 s.monitor.emit("accelerate_on_started", RequestStarted(
                     j.request.request_id, d.bstate.name, j.request.operation, key_id,
-                    j.attempts, now - j.submitted, now))
+                    j.attempts, now - j.submitted, now, tags=j.request.tags))
         self.settlement.settle(d, run_attempt(d, self.transport, s.clock))
 
 

@@ -6,6 +6,8 @@ driver decides whether (and how) to wait for space.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 
 
 from ..errors import CircuitOpenError, ClientClosedError, ConfigError, QueueFullError
@@ -86,7 +88,13 @@ class Admission:
             req = job.request
             s.monitor.emit("accelerate_on_queued", RequestQueued(
                 req.request_id, job.bstate.name, req.operation, int(req.priority), depth,
-                job.submitted))
+                job.submitted, model=_model_of(req.payload), payload=req.payload,
+                tags=req.tags))
+
+
+def _model_of(payload: Mapping[str, Any]) -> str | None:
+    model = payload.get("model") if isinstance(payload, Mapping) else None
+    return model if isinstance(model, str) else None
 
 
 __all__ = ["Admission"]

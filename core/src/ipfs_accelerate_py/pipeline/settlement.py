@@ -121,7 +121,7 @@ class Settlement:
             if j.future.done():
                 continue
             j.future.set_result(r)
-            self.finished(j, Outcome.SUCCESS, r.usage if batch > 1 else usage, batch)
+            self.finished(j, Outcome.SUCCESS, r.usage if batch > 1 else usage, batch, result=r)
 
     def _stream_opened(self, d: Dispatch, outcome: AttemptOutcome) -> None:
         # The breaker learns of the success now; the key slot is freed when the stream
@@ -239,7 +239,7 @@ class Settlement:
         if s.monitor.wants("accelerate_on_retried"):
             s.monitor.emit("accelerate_on_retried", RequestRetried(
                 job.request.request_id, job.bstate.name, key_id, job.attempts,
-                err.error_class.value, err.status, delay, now))
+                err.error_class.value, err.status, delay, now, tags=job.request.tags))
 
     # ------------------------------------------------------------ ending jobs
     def fail(self, job: Job, exc: BaseException) -> None:
@@ -263,7 +263,7 @@ class Settlement:
         self.finished(job, outcome, None, 1, error=exc)
 
     def finished(self, job: Job, outcome: Outcome, usage: Usage | None, batch_size: int,
-                 error: BaseException | None = None) -> None:
+                 error: BaseException | None = None, result: Any = None) -> None:
         s = self.s
         now = s.clock()
         latency = now - job.submitted
@@ -280,7 +280,10 @@ class Settlement:
                 error_class=error.error_class.value if isinstance(error, ProviderError) else (
                     type(error).__name__ if error is not None else None),
                 error=str(error) if error is not None else None, usage=usage,
-                batch_size=batch_size, time=now))
+                batch_size=batch_size, time=now,
+                model=getattr(result, "model", None),
+                response_id=getattr(result, "provider_request_id", None), result=result,
+                tags=job.request.tags))
 
     def cancelled(self, job: Job) -> None:
         """A caller cancelled a queued request: take it out now, not when it surfaces."""
