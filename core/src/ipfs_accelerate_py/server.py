@@ -4,7 +4,7 @@ the simulator and the benchmarks can talk to something that answers like the rea
 A :class:`ProtocolServer` maps a :class:`ServerRequest` to a :class:`ServerResponse`; it
 knows nothing about sockets, and this module opens none.  The hosts that put one on a
 port (a threaded HTTP/1.1 server for tests, the simulator's asyncio server) live in the
-``ipfs-accelerate-sim`` distribution, out of what a production install imports.
+simulator's own distribution, out of what a production install imports.
 """
 
 from __future__ import annotations

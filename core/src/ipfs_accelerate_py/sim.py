@@ -26,8 +26,9 @@ def simulator_module() -> ModuleType:
     """The installed simulator's module (the first ``ipfs_accelerate.simulator`` entry point)."""
     eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
     if not eps:
-        raise ConfigError("simulator", "none installed: install the workspace's contrib/sim "
-                          "distribution (it registers the 'ipfs_accelerate.simulator' entry point)")
+        raise ConfigError("simulator", "none installed: no distribution registers the "
+                          "'ipfs_accelerate.simulator' entry point (in the development "
+                          "workspace, `python3 dev.py setup` installs the simulator)")
     return importlib.import_module(eps[0].value)
 
 
