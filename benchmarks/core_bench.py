@@ -224,7 +224,9 @@ def main() -> None:
         "# Core pipeline benchmarks",
         "",
         f"Machine: {machine()}. Command: `python3 benchmarks/core_bench.py`"
-        f"{' --quick' if args.quick else ''}. Medians of 3 runs; all traffic on 127.0.0.1.",
+        f"{' --quick' if args.quick else ''}. Medians of 3 runs; all traffic on 127.0.0.1."
+        f" Load average when done: {os.getloadavg()[0]:.1f} (other work on the machine makes"
+        " the raw/pipeline ratio noisy: both sides share the cores).",
         "",
         "## Overhead against a raw requests.Session",
         "",

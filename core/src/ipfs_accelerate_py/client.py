@@ -69,7 +69,9 @@ class Client:
         try:
             self._pipeline = p = Pipeline(backends, config, self._pm, clock, seed,
                                           self._transport, self._store, observers)
-        except BaseException:
+        except BaseException:  # nothing made for this client outlives it
+            if transport is None:
+                self._transport.close()
             if self._owns_store:
                 self._store.close()
             raise

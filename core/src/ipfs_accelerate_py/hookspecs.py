@@ -3,17 +3,19 @@
 Every plugin is a module (or object) registered under the entry-point group
 ``ipfs_accelerate`` that implements some of the hooks below with
 ``@ipfs_accelerate_py.hookimpl``.  A plugin implements only what it needs; the core
-ships a default for every hook marked *firstresult*, marked ``trylast`` so any plugin's
-implementation runs before it (the defaults are registered first, when the plugin
-manager is made), so it works with no plugin but a backend.
+ships a default for every hook marked *firstresult* (but ``accelerate_make_observer``:
+observers exist only when named), marked ``trylast`` so any plugin's implementation runs
+before it (the defaults are registered first, when the plugin manager is made), so it
+works with no plugin but a backend.
 
 Hooks that may run for every request (``accelerate_backoff`` and the monitoring hooks) are
 called on the pipeline's worker threads: keep them fast and thread-safe.  Each decision
 has one way in: a key is chosen by the strategy that ``ClientConfig.strategy`` names among
 those ``accelerate_strategies`` registers; breakers and limiters come from the client's
-state store (``accelerate_make_state_store``, ``ClientConfig.state_store``).  A per-request decision hook that raises fails only the request it was called
-for, with a :class:`~ipfs_accelerate_py.errors.PluginError` naming the plugin; a monitoring
-hook that raises is logged and ignored.  Either way the pipeline keeps serving the others.
+state store (``accelerate_make_state_store``, ``ClientConfig.state_store``).  A strategy or
+``accelerate_backoff`` implementation that raises fails only the request it was called
+for, with a :class:`~ipfs_accelerate_py.errors.PluginError` naming it; a monitoring hook
+or observer that raises is logged and ignored.  Either way the pipeline keeps serving the others.
 """
 
 from __future__ import annotations
