@@ -136,6 +136,11 @@ _PAIR_MIN_GAP = 0.01
 #: refusals from jitter do not ratchet it down for good: at most about one refusal per
 #: 1/_CREEP responses once it is back at the quota.
 _CREEP = 1e-4
+#: The source of a rate only stated (``limit / window``), which no reset confirmed: not
+#: enforced beside a configured rate.
+_UNCONFIRMED = "headers: limit per window (unconfirmed)"
+#: Requests sent closer together than this are not compared by their ``remaining``.
+_ADMIT_MIN_GAP = 0.05
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -258,14 +263,14 @@ class _Evidence:
         b = self._bounds(cap)
         if b is not None:
             lo = b[0]
-        return max(self.limit / self.window, lo), cap, "headers: limit per window"
+        return max(self.limit / self.window, lo), cap, _UNCONFIRMED
 
 
 class _Dimension:
     """One quota dimension of a key: a configured bucket, a learned one, or both (all
     enforced), the evidence, and the history of what was taken when."""
 
-    __slots__ = ("learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+    __slots__ = ("admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
                  "evidence", "history", "taken", "rate_source", "cap_source")
 
     def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
@@ -285,6 +290,8 @@ class _Dimension:
         self.pairs: deque[float] = deque(maxlen=15)  # rate estimates from pairs of resets
         self.ceiling: float | None = None  # the learned rate as 429s lowered it
         self.learned_at = math.inf  # when the learned bucket started pacing
+        self.admits: deque[tuple[float, float]] = deque(maxlen=24)  # (sent_at, remaining)
+        self.admit_floor = 0.0  # the refill rate the server's admissions prove
         self.rate_source = None if cfg_rate is None else "configured"
         self.cap_source = None if cfg_rate is None else cap_source
 
@@ -304,6 +311,26 @@ class _Dimension:
     def refund(self, amount: float, now: float, since: float | None) -> None:
         for b in self.buckets():
             b.refund(_decayed(b, amount, now, since), now)
+
+    def _admitted(self, sent_at: float, remaining: float) -> float:
+        """A lower bound on the refill rate from what the server admitted: between two
+        admitted requests i, j it refilled at least ``r_j - r_i - 1 + n`` units (``n``:
+        the admitted requests sent in between, j included; a bucket that filled up only
+        hides refill), in ``sent_j - sent_i`` (plus 10 ms for the requests' transit).
+        Any reset resolution: this is what lifts an under-estimated rate at once."""
+        best = 0.0
+        self.admits.append((sent_at, remaining))
+        items = sorted(self.admits)
+        for i, (t_i, r_i) in enumerate(items):
+            n = 0
+            for t_k, r_k in items[i + 1:]:
+                n += 1
+                if t_k > sent_at:
+                    break
+                if t_k == sent_at and r_k == remaining and t_k - t_i >= _ADMIT_MIN_GAP:
+                    best = max(best, (remaining - r_i - 1.0 + n) / (t_k - t_i + 0.01))
+        self.admit_floor = max(best, self.admit_floor * 0.999)  # fades if never seen again
+        return self.admit_floor
 
     def _taken_at(self, t: float) -> float | None:
         for stamp, total in reversed(self.history):
@@ -366,6 +393,11 @@ class _Dimension:
                 # sends in step with the server; pairs of resets are exact: clamp to them.
                 est = sorted(self.pairs)[len(self.pairs) // 2]
                 rate = max(ev.lo_of(cap), min(rate, est)) if cap is not None else rate
+        if admitted and remaining is not None and self.evidence.learn_burst:
+            floor = self._admitted(sent_at, remaining)
+            if rate is not None and floor > rate:
+                # the server admitted faster than the learned rate allows: believe it
+                rate, source = floor, "headers: remaining (server admitted faster)"
         if self.ceiling is not None and admitted:
             self.ceiling *= 1.0 + _CREEP
         if (self.ceiling is not None and source is not None and rate is not None
@@ -374,7 +406,8 @@ class _Dimension:
             source += ", lowered by 429s"
         if rate is not None and cap is not None and self.burst is not None:
             cap = min(cap, self.burst)
-        if rate is not None and cap is not None:
+        if (rate is not None and cap is not None
+                and not (source == _UNCONFIRMED and self.configured is not None)):
             if self.learned is None:
                 # start where our own pacing is, else at what the server said; the
                 # correction below then applies what ``remaining`` proves
