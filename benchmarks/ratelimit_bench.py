@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -35,12 +34,6 @@ PROTOCOLS = {"openai": ("chat", "/v1"), "claude": ("messages", "")}
 TARGET_CONFIGURED, TARGET_LEARNED = 1.03, 1.10
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(spec: str) -> None:
     """The simulator, in this process, until stdin closes."""
     from ipfs_accelerate_sim import SimConfig, Simulator
@@ -53,7 +46,7 @@ def serve(spec: str) -> None:
 
 class SimProcess:
     def __init__(self, **cfg) -> None:
-        cfg.setdefault("port", free_port())
+        cfg.setdefault("port", 0)  # the simulator picks a free one and says which
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve", json.dumps(cfg)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.url = self.proc.stdout.readline().strip()

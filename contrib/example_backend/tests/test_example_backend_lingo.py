@@ -134,7 +134,8 @@ def test_quota_exceeded_is_rate_limited_with_the_precise_wait(server):
 
 
 def test_quota_headers_teach_the_limiter(server):
-    # 30 a minute, one used, full again in 2 s: the window and the reset agree.
+    # the reset is the time until the quota is whole again: 1 missing of 30 per minute
+    # comes back in 2 s (the limiter checks the stated rate against it, issue 12)
     headers = {"Lingo-Quota-Limit": "30", "Lingo-Quota-Remaining": "29",
                "Lingo-Quota-Reset": "2", "Lingo-Quota-Window": "60"}
     server.script(lambda req: LingoServer().handle(req).with_headers(headers))

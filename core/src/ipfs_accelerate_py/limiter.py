@@ -245,7 +245,8 @@ class _Evidence:
                     fits.append((cap, bounds))
         # the stated rate, with either capacity, when the resets agree with it ...
         for cap, (lo, hi) in fits:
-            if prior is not None and lo <= prior * (1 + 1e-9) and prior <= hi * (1 + 1e-9):
+            if (prior is not None and not math.isinf(hi) and lo <= prior * (1 + 1e-9)
+                    and prior <= hi * (1 + 1e-9)):
                 return prior, cap, "headers: limit per window"
         # ... else what the resets prove, the smaller capacity first
         for cap, (lo, hi) in sorted(fits, key=lambda f: f[0]):
@@ -270,7 +271,7 @@ class _Dimension:
     """One quota dimension of a key: a configured bucket, a learned one, or both (all
     enforced), the evidence, and the history of what was taken when."""
 
-    __slots__ = ("admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+    __slots__ = ("full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
                  "evidence", "history", "taken", "rate_source", "cap_source")
 
     def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
@@ -292,6 +293,7 @@ class _Dimension:
         self.learned_at = math.inf  # when the learned bucket started pacing
         self.admits: deque[tuple[float, float]] = deque(maxlen=24)  # (sent_at, remaining)
         self.admit_floor = 0.0  # the refill rate the server's admissions prove
+        self.full_by: tuple[float, float] | None = None  # (when full, the send it is from)
         self.rate_source = None if cfg_rate is None else "configured"
         self.cap_source = None if cfg_rate is None else cap_source
 
@@ -299,7 +301,22 @@ class _Dimension:
         return [b for b in (self.configured, self.learned) if b is not None]
 
     def wait_time(self, cost: float, now: float) -> float:
-        return max((b.wait_time(cost, now) for b in self.buckets()), default=0.0)
+        wait = 0.0
+        for b in self.buckets():
+            w = b.wait_time(cost, now)
+            if b is self.learned and w > 0 and self.full_by is not None:
+                # The server said its bucket is full by ``full_by``: it then holds C less
+                # what we sent since.  Never wait longer than that for a learned guess.
+                t_full, sent = self.full_by
+                since = self.taken_since(sent)
+                if since is not None and b.capacity - since >= min(cost, b.capacity):
+                    if now >= t_full:
+                        b.set_level(max(b.level(now), b.capacity - since), now)
+                        w = b.wait_time(cost, now)
+                    else:
+                        w = min(w, t_full - now)
+            wait = max(wait, w)
+        return wait
 
     def take(self, cost: float, now: float) -> None:
         for b in self.buckets():
@@ -393,6 +410,8 @@ class _Dimension:
                 # sends in step with the server; pairs of resets are exact: clamp to them.
                 est = sorted(self.pairs)[len(self.pairs) // 2]
                 rate = max(ev.lo_of(cap), min(rate, est)) if cap is not None else rate
+        if admitted and reset is not None and not math.isinf(resolution):
+            self.full_by = (sent_at + reset + resolution, sent_at)
         if admitted and remaining is not None and self.evidence.learn_burst:
             floor = self._admitted(sent_at, remaining)
             if rate is not None and floor > rate:
