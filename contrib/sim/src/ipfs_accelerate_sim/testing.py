@@ -106,6 +106,10 @@ class _StreamBody(io.RawIOBase):
         piece, self._pending = self._pending[:n], self._pending[n:]
         return piece
 
+    def read1(self, size: int = -1) -> bytes:
+        # What has "arrived": the rest of the current server chunk, as a socket read would.
+        return self.next_piece(None if size is None or size < 0 else size)
+
     def readinto(self, buffer: Any) -> int:
         piece = self.next_piece(len(buffer))
         buffer[:len(piece)] = piece
