@@ -27,7 +27,7 @@ from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfi
 from ipfs_accelerate_py.keys import ApiKey
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.server import ServerResponse
-from ipfs_accelerate_py.testing import LocalServer
+from ipfs_accelerate_sim.testing import LocalServer
 from ipfs_accelerate_redis import RedisStatePlugin, RedisStateStore
 
 tokens = st.text(alphabet=string.ascii_letters + string.digits, min_size=10, max_size=30)
