@@ -146,10 +146,10 @@ def test_no_secret_in_any_output(key_tok, pw_tok, q_tok, user_tok, redis_url, na
                                 requests_per_minute=6000)
             client = Client([cfg], ClientConfig(
                 retry=RetryPolicy(max_attempts=2, base_delay=0.001), default_deadline=20,
-                breaker=BreakerPolicy(minimum_calls=1000)), plugin_manager=pm)
+                breaker=BreakerPolicy(minimum_calls=1000), state_store=store), plugin_manager=pm)
             with client:
                 outcomes = [_attempt(client, n) for n in (1, 2, 3, 4)]
-                backend = client._backends["echo"].backend
+                backend = client.backends["echo"]
                 http = backend.build_request(Request("echo", {"n": 1}, backend="echo"), ApiKey(key))
                 texts += [repr(client), str(client), repr(backend), backend.endpoint_id(),
                           repr(cfg), str(cfg), repr(http), str(http), repr(http.auth),
@@ -232,7 +232,7 @@ def test_cli_and_library_give_one_key_one_id_and_one_redis_bucket(
 
     key = "test-key-shared-bucket-1"
     env = {k: v for k, v in os.environ.items() if "API_KEY" not in k}
-    env.update({"OPENAI_API_KEY_2": key, "IPFS_ACCELERATE_REDIS_URL": redis_url,
+    env.update({"OPENAI_API_KEY_2": key, "IPFS_ACCELERATE_STATE_STORE": redis_url,
                 "IPFS_ACCELERATE_REDIS_NAMESPACE": namespace,
                 "IPFS_ACCELERATE_KEY_ID_SECRET": "deployment-secret-1"})
     with LocalServer(OpenAIServer()) as srv, mock.patch.dict(os.environ, {
@@ -251,7 +251,8 @@ def test_cli_and_library_give_one_key_one_id_and_one_redis_bucket(
         pm = PluginManager()
         pm.add_plugin(RedisStatePlugin(store=store), name="redis-test")
         with Client([BackendConfig("openai", keys=[key], base_url=srv.url + "/v1",
-                                   requests_per_minute=600)], plugin_manager=pm) as client:
+                                   requests_per_minute=600)], ClientConfig(state_store=store),
+                    plugin_manager=pm) as client:
             client.call("openai", "chat", {"model": "gpt-4o-mini",
                                            "messages": [{"role": "user", "content": "hi"}]})
             (scope,) = client.stats().keys
