@@ -14,6 +14,8 @@ repository runs its contract suite.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import ast
 import inspect
 import subprocess
@@ -149,6 +151,15 @@ class Recorder:
     def accelerate_on_breaker_changed(self, event: Any) -> None:
         self._event("accelerate_on_breaker_changed", event)
 
+    @hookimpl
+    def accelerate_price(self, backend: str, model: str) -> Any:
+        self.called.add("accelerate_price")
+        return {"input": "1", "output": "1", "per_request": "0.01"} if model == "echo-1" else None
+
+    @hookimpl
+    def accelerate_on_budget(self, event: Any) -> None:
+        self._event("accelerate_on_budget", event)
+
 
 def test_every_hook_is_called_by_a_client_run(echo_server):
     from echo_backend import EchoServer
@@ -165,20 +176,25 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
     # Request 1 fails once (backoff, retried); request 2 fails twice, which trips the
     # breaker (window of 2, all failures), waits out the open interval and closes again.
     echo_server.script(down, lambda req: echo_server.protocol(req), down, down)
+    from ipfs_accelerate_py.costs import Budget
+
+    # Two requests at $0.01 each (the price hook's per-request fee) cross half the budget.
     cfg = ClientConfig(max_concurrency=1, strategy="meta-last", observers=("meta-recorder",),
+                       budgets=[Budget("meta", usd="0.03")],
                        breaker=BreakerPolicy(window_size=2, minimum_calls=2,
                                              failure_rate_threshold=1.0, open_interval=0.01))
     with Client([BackendConfig("echo", keys=["test-key-1", "test-key-2"],
                                base_url=echo_server.url)], cfg, plugin_manager=pm) as client:
-        first = client.call("echo", "echo", {"n": 1})
-        second = client.call("echo", "echo", {"n": 2})
+        first = client.call("echo", "echo", {"n": 1, "model": "echo-1"})
+        second = client.call("echo", "echo", {"n": 2, "model": "echo-1"})
         assert client.serve_dashboard(0) == {"url": "http://127.0.0.1:0/"}
     assert (first.attempts, second.attempts) == (2, 3)
     # the recorder's strategy (last candidate) chose the key
     assert echo_server.requests[0].bearer_token() == "test-key-2"
     pipeline_hooks = {n for n in hook_specs() if not n.startswith("accelerate_cli_")}
     assert not pipeline_hooks - rec.called, f"hooks never called: {pipeline_hooks - rec.called}"
-    assert {"BreakerChanged", "RequestRetried", "RequestFinished"} <= set(rec.events)
+    assert {"BreakerChanged", "RequestRetried", "RequestFinished", "BudgetWarning"} <= set(rec.events)
+    assert first.cost == second.cost == Decimal("0.01")  # no tokens: the fee alone
 
 
 # ------------------------------------------------------------------ plugins run their contracts

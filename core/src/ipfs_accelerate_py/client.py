@@ -319,10 +319,11 @@ class Client:
                         "healthy": k.healthy,
                         "limiter": k.limiter.snapshot(now),
                     }
-        return s.stats.snapshot(gauges)
+        return s.costs.annotate(s.stats.snapshot(gauges))
 
     def reset_stats(self) -> None:
         self._s.stats.reset()
+        self._s.costs.stats.reset()
 
     def breaker_state(self, backend: str) -> str:
         return self._s.backends[backend].breaker.state(self._s.clock())

@@ -272,3 +272,8 @@ class ClientConfig:
     #: object with some ``accelerate_on_*(event)`` methods).  Names in the
     #: ``IPFS_ACCELERATE_OBSERVERS`` environment variable (comma-separated) are added.
     observers: tuple[Any, ...] = attrs.field(default=(), converter=_observers)
+    #: Price overrides (docs/costs.md): a path to a JSON price file, or a mapping
+    #: ``{backend: {model: {"input": "0.15", "output": "0.60"}}}`` (dollars per 1M tokens).
+    prices: Any = None
+    #: Spending limits: :class:`~ipfs_accelerate_py.costs.Budget` objects.
+    budgets: tuple[Any, ...] = attrs.field(default=(), converter=tuple)

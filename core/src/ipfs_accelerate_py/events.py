@@ -92,6 +92,8 @@ class RequestFinished:
     result: Any = attrs.field(default=None, repr=False, eq=False)
     #: The caller's ``Request.tags`` (a team, a job...), carried as given.
     tags: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
+    #: What the request cost in dollars (a Decimal), None without a price (docs/costs.md).
+    cost: Any = None
 
 
 @attrs.frozen

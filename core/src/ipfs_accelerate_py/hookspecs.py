@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .backend import Backend
     from .config import ClientConfig, RetryPolicy
+    from .costs import BudgetWarning
     from .errors import ProviderError
     from .events import BreakerChanged, RequestFinished, RequestQueued, RequestRetried, RequestStarted
     from .queue import PriorityRequestQueue
@@ -159,6 +160,24 @@ def accelerate_backoff(request: Request, attempt: int, error: ProviderError,
     """
 
 
+@hookspec(firstresult=True)
+def accelerate_price(backend: str, model: str) -> Any:
+    """Supply the price of a model (a self-hosted backend's, a negotiated rate...).
+
+    :param backend: the backend's name (``"openai"``...).
+    :param model: the model as the request named it or the provider answered it.
+    :return: a :class:`~ipfs_accelerate_py.costs.Price`, or a mapping such as
+        ``{"input": "0.15", "output": "0.60", "cached_input": "0.075", "per_request": "0"}``
+        (dollars per 1M tokens; per request), or None to defer.  First result wins.  The
+        user's overrides (``BackendConfig.options["prices"]``, ``ClientConfig.prices``) come
+        before it and the shipped default table after it.
+
+    Called at most once per (backend, model) per client (the answer is remembered), on the
+    thread that settles the first result of that model or reserves its budget, outside the
+    pipeline's lock.
+    """
+
+
 # ---------------------------------------------------------------- monitoring
 # Every monitoring hook receives one frozen event object (ipfs_accelerate_py.events), all
 # implementations are called, and a monitor that raises is logged and ignored: a broken
@@ -206,6 +225,20 @@ def accelerate_on_finished(event: RequestFinished) -> None:
         from submission, key id, attempts, error class and message, usage, batch size).
 
     Called exactly once per request, on the thread that resolved it.
+    """
+
+
+@hookspec
+def accelerate_on_budget(event: BudgetWarning) -> None:
+    """A budget crossed a threshold of its limit, or refused a request.
+
+    :param event: :class:`~ipfs_accelerate_py.costs.BudgetWarning` (budget name, window,
+        unit, threshold as a fraction of the limit, settled spend and limit in the
+        budget's unit, ``refused``, time).  Each threshold is reported once per window by
+        the process whose settlement crossed it; a refusal once per window per client.
+
+    Called on the thread that settled or reserved (a worker, a caller of ``Client.call``,
+    or the thread closing a stream), outside the pipeline's lock.
     """
 
 

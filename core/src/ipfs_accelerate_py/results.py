@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import attrs
@@ -12,14 +13,24 @@ from .errors import AccelerateError, ProviderError, StreamError
 
 @attrs.frozen
 class Usage:
+    """Token counts the provider reported.  ``cached_tokens`` (read from a prompt cache) and
+    ``cache_write_tokens`` are part of ``prompt_tokens``; ``reasoning_tokens`` are part of
+    ``completion_tokens`` (OpenAI's convention; other providers' counts are mapped to it)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @classmethod
-    def of(cls, prompt: int | None, completion: int | None, total: int | None = None) -> Usage:
+    def of(cls, prompt: int | None, completion: int | None, total: int | None = None, *,
+           cached: int | None = None, reasoning: int | None = None,
+           cache_write: int | None = None) -> Usage:
         p, c = int(prompt or 0), int(completion or 0)
-        return cls(p, c, int(total) if total is not None else p + c)
+        return cls(p, c, int(total) if total is not None else p + c, int(cached or 0),
+                   int(reasoning or 0), int(cache_write or 0))
 
 
 @attrs.frozen
@@ -65,6 +76,9 @@ class Result:
     provider_request_id: str | None = None
     key_id: str | None = None
     attempts: int = 1
+    #: What the call cost in US dollars, from ``usage`` and the price table
+    #: (:mod:`ipfs_accelerate_py.costs`); None when the model has no price.
+    cost: Decimal | None = None
 
 
 @attrs.frozen
@@ -112,6 +126,8 @@ class ResultStream:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
+        #: Set when the stream ends: what it cost (None: no price, or no usage reported).
+        self.cost: Decimal | None = None
 
     @property
     def text(self) -> str:
@@ -182,7 +198,8 @@ class ResultStream:
             pass
         return Result(text=self.text, tool_calls=self.tool_calls, finish_reason=self.finish_reason,
                       usage=self.usage, model=self.model, request_id=self.request_id,
-                      backend=self.backend, key_id=self.key_id, attempts=self.attempts)
+                      backend=self.backend, key_id=self.key_id, attempts=self.attempts,
+                      cost=self.cost)
 
     def _finish(self, error: BaseException | None) -> None:
         with self._lock:

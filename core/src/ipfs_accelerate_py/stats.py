@@ -129,10 +129,13 @@ class StatsSnapshot:
     keys: dict[str, dict[str, Any]]
     queue_depth: int = 0
     in_flight: int = 0
+    #: Spend and tokens per model and tag, the total, and each budget's window
+    #: (``ipfs_accelerate_py.costs``; per backend and key they are under ``"cost"``).
+    costs: dict[str, Any] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backends": self.backends, "keys": self.keys, "queue_depth": self.queue_depth,
-                "in_flight": self.in_flight}
+                "in_flight": self.in_flight, "costs": self.costs}
 
     def total(self, outcome: str = "success") -> int:
         return sum(b["outcomes"].get(outcome, 0) for b in self.backends.values())
@@ -168,6 +171,10 @@ class StatsSnapshot:
             from .limits_report import render_limits
 
             rows += ["", render_limits(self.keys)]
+        if self.costs.get("total", {}).get("priced") or self.costs.get("total", {}).get("unpriced"):
+            from .costs.report import render_costs
+
+            rows += ["", render_costs(self)]
         return "\n".join(rows)
 
     def __str__(self) -> str:

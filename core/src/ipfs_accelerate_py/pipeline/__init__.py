@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..backend import Backend
 from ..config import BackendConfig, ClientConfig
+from ..costs import make_tracker
 from ..errors import ConfigError, PluginError
 from ..events import RequestStarted
 from ..keys import ApiKey
@@ -51,6 +52,12 @@ class Pipeline:
             self._add_backend(item)
         if not s.backends:
             raise ConfigError("backends", "at least one backend is required")
+        s.costs = make_tracker(config, pm, [b.backend for b in s.backends.values()], store,
+                               self._budget_event, clock)
+
+    def _budget_event(self, event: Any) -> None:
+        if self.monitor.wants("accelerate_on_budget"):
+            self.monitor.emit("accelerate_on_budget", event)
 
     # ------------------------------------------------------------------ set-up
     def _add_backend(self, item: BackendConfig | Backend) -> None:
@@ -110,6 +117,11 @@ class Pipeline:
             return
         s = self.s
         key_id = d.key.key_id
+        if s.costs.budgets:
+            refused = s.costs.reserve(d.jobs, key_id)
+            if refused:
+                self.settlement.budget_refused(d, refused)
+                return
         for j in d.jobs:
             j.attempts += 1
             j.key_id = key_id

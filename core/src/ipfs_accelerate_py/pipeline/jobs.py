@@ -19,7 +19,7 @@ class Job:
 
     __slots__ = ("request", "bstate", "future", "submitted", "deadline", "attempts",
                  "outage_attempts", "tokens", "last_error", "entry", "running", "key_id",
-                 "acquired_at")
+                 "acquired_at", "reservation", "cost_units", "cost_model")
 
     def __init__(self, request: Request, bstate: BackendState, future: Future,
                  submitted: float, deadline: float | None) -> None:
@@ -36,6 +36,9 @@ class Job:
         self.running = False
         self.key_id: str | None = None
         self.acquired_at: float | None = None  # when the limiter admitted the last attempt
+        self.reservation: Any = None  # budget reservations of the attempt in flight (costs)
+        self.cost_units: int | None = None  # the result's cost in pico-dollars (costs)
+        self.cost_model: str | None = None
 
 
 class BackendState:

@@ -17,7 +17,7 @@ from typing import Any
 log = logging.getLogger("ipfs_accelerate")
 
 EVENT_HOOKS = ("accelerate_on_queued", "accelerate_on_started", "accelerate_on_retried",
-               "accelerate_on_finished", "accelerate_on_breaker_changed")
+               "accelerate_on_finished", "accelerate_on_breaker_changed", "accelerate_on_budget")
 
 
 class Monitor:

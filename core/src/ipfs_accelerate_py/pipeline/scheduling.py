@@ -36,6 +36,7 @@ class Scheduling:
         self.lock = threading.Lock()
         self.seq = itertools.count()
         self.stats = StatsCollector(config.latency_samples)
+        self.costs: Any = None  # the CostTracker, set by the pipeline once backends are known
         self.monitor = monitor
         self.queue: Any = None  # set by the pipeline (the queue hook may need the config)
         self.backends: dict[str, BackendState] = {}

@@ -118,6 +118,7 @@ class Settlement:
         batch = len(jobs)
         for j, r in zip(jobs, outcome.results):  # type: ignore[arg-type]
             stamp(r, bs.name, key_id, j.attempts, j.request.request_id)
+            s.costs.price_result(j, r)
             if j.future.done():
                 continue
             j.future.set_result(r)
@@ -132,6 +133,7 @@ class Settlement:
             self._record(d, s.clock(), SUCCESS, outcome.hint)
 
         def closed(error: BaseException | None, usage: Usage | None) -> None:
+            s.costs.price_stream(job, stream, usage)
             with s.lock:
                 self._release(d, s.clock(), usage)
             self.finished(job, Outcome.SUCCESS if error is None else Outcome.ERROR, usage, 1,
@@ -168,6 +170,7 @@ class Settlement:
                       and bs.breaker.state(now) != "closed")
             s.wake_all()
         for j in jobs:
+            s.costs.release(j)  # a refused or failed call is not billed
             jerr = error_for(err, j, shared=len(jobs) > 1)
             j.last_error = jerr
             self._after_failure(j, key.key_id, jerr, now, outage,
@@ -241,6 +244,39 @@ class Settlement:
                 job.request.request_id, job.bstate.name, key_id, job.attempts,
                 err.error_class.value, err.status, delay, now, tags=job.request.tags))
 
+    def budget_refused(self, d: Dispatch, refused: list[tuple[Job, Any]]) -> None:
+        """Some of a dispatch's jobs do not fit their budgets (costs.CostTracker.reserve):
+        send none; fail those (``on_exceed="fail"``) or hold them in the queue, and put
+        the others back as they were."""
+        s = self.s
+        why = {id(j): r for j, r in refused}
+        for j in d.jobs:
+            s.costs.release(j)
+        later: list[tuple[Job, Any]] = []
+        with s.lock:
+            now = s.clock()
+            self._record(d, now, NEUTRAL)
+            self._release(d, now, unsent=True)
+            for j in d.jobs:
+                r = why.get(id(j))
+                if r is not None:
+                    j.last_error = r.error
+                if r is None or r.delay is not None:
+                    if s.stopped:
+                        later.append((j, None))
+                        continue
+                    j.entry.not_before = now + (r.delay if r is not None else 0.0)
+                    s.queue.requeue(j.entry, now)
+                else:
+                    later.append((j, r.error))
+            s.wake_work()
+            s.wake_reaper()
+        for j, error in later:
+            if error is None:
+                self.finish_error(j, ClientClosedError("the client was closed"), Outcome.CANCELLED)
+            else:
+                self.finish_error(j, error, Outcome.ERROR)
+
     # ------------------------------------------------------------ ending jobs
     def fail(self, job: Job, exc: BaseException) -> None:
         self.finish_error(job, exc, Outcome.PLUGIN_ERROR if isinstance(exc, PluginError)
@@ -268,6 +304,7 @@ class Settlement:
         now = s.clock()
         latency = now - job.submitted
         s.stats.finished(job.bstate.name, job.key_id, outcome, latency, job.attempts, usage)
+        s.costs.finished(job, usage, error, outcome is Outcome.SUCCESS)
         if s.space_waiting or s.closing:
             # Only take the lock when someone waits for queue space or for close() to drain.
             with s.lock:
@@ -283,7 +320,7 @@ class Settlement:
                 batch_size=batch_size, time=now,
                 model=getattr(result, "model", None),
                 response_id=getattr(result, "provider_request_id", None), result=result,
-                tags=job.request.tags))
+                tags=job.request.tags, cost=s.costs.cost_of(job)))
 
     def cancelled(self, job: Job) -> None:
         """A caller cancelled a queued request: take it out now, not when it surfaces."""

@@ -193,10 +193,22 @@ def is_error_event(obj: Any) -> bool:
 
 # ============================================================================ client side
 def parse_usage(obj: Any) -> Usage | None:
-    """``{"prompt_tokens", "completion_tokens", "total_tokens"}`` -> Usage (None if absent)."""
+    """``{"prompt_tokens", "completion_tokens", "total_tokens"}`` -> Usage (None if absent),
+    with ``prompt_tokens_details.cached_tokens`` and
+    ``completion_tokens_details.reasoning_tokens`` where reported."""
     if not isinstance(obj, Mapping):
         return None
-    return Usage.of(obj.get("prompt_tokens"), obj.get("completion_tokens"), obj.get("total_tokens"))
+    prompt_details = obj.get("prompt_tokens_details")
+    completion_details = obj.get("completion_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+    reasoning = (completion_details.get("reasoning_tokens")
+                 if isinstance(completion_details, Mapping) else None)
+    return Usage.of(obj.get("prompt_tokens"), obj.get("completion_tokens"), obj.get("total_tokens"),
+                    cached=_count(cached), reasoning=_count(reasoning))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _tool_calls(message: Mapping[str, Any]) -> tuple[ToolCall, ...]:

@@ -15,6 +15,7 @@ from ipfs_accelerate_py.results import Result, StreamChunk, ToolCall, Usage
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo, parse_anthropic_headers
 
 from .errors import error_class, error_fields
+from .usage import anthropic_usage
 from .stream import iter_message_stream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -207,7 +208,7 @@ class ClaudeBackend(Backend):
 def _usage(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
-    return Usage.of(usage.get("input_tokens"), usage.get("output_tokens"))
+    return anthropic_usage(usage.get("input_tokens"), usage.get("output_tokens"), usage)
 
 
 def _join_system(existing: Any, parts: list[Any]) -> Any:

@@ -19,6 +19,8 @@ from ipfs_accelerate_py.errors import TransientError
 from ipfs_accelerate_py.results import IncompleteStream, StreamChunk, ToolCallDelta, Usage
 from ipfs_accelerate_py.wire.sse import iter_sse
 
+from .usage import anthropic_usage
+
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
@@ -44,6 +46,7 @@ def iter_message_stream(backend: ClaudeBackend, response: requests.Response) -> 
             model = message.get("model")
             usage = message.get("usage") or {}
             input_tokens = usage.get("input_tokens")
+            start_usage = usage
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
             index = int(event.get("index", 0))
@@ -69,8 +72,12 @@ def iter_message_stream(backend: ClaudeBackend, response: requests.Response) -> 
             delta = event.get("delta") or {}
             usage = event.get("usage") or {}
             prompt = usage.get("input_tokens") if usage.get("input_tokens") is not None else input_tokens
+            # Cache counts come in message_start (message_delta may repeat them, cumulative).
+            cache = {k: usage.get(k, start_usage.get(k)) for k in
+                     ("cache_read_input_tokens", "cache_creation_input_tokens")}
             yield StreamChunk(finish_reason=delta.get("stop_reason"),
-                              usage=Usage.of(prompt, usage.get("output_tokens")) if usage else None,
+                              usage=anthropic_usage(prompt, usage.get("output_tokens"), cache)
+                              if usage else None,
                               model=model, raw=event)
         elif kind == "message_stop":
             return

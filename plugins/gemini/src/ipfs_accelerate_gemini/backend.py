@@ -393,8 +393,16 @@ def read_candidate(cand: Any) -> tuple[str, list[dict[str, Any]], str | None]:
 def read_usage(meta: Any) -> Usage | None:
     if not isinstance(meta, dict):
         return None
-    return Usage.of(meta.get("promptTokenCount"), meta.get("candidatesTokenCount"),
-                    meta.get("totalTokenCount"))
+    # thoughtsTokenCount (billed as output) is not in candidatesTokenCount: Usage counts
+    # reasoning within completion_tokens.  cachedContentTokenCount is within the prompt.
+    thoughts = _count(meta.get("thoughtsTokenCount"))
+    return Usage.of(meta.get("promptTokenCount"), _count(meta.get("candidatesTokenCount")) + thoughts,
+                    meta.get("totalTokenCount"), cached=_count(meta.get("cachedContentTokenCount")),
+                    reasoning=thoughts)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _with_id(model: Any) -> Any:
