@@ -213,3 +213,37 @@ def test_a_shared_store_reports_degraded_limiters(setup) -> None:
         s = _scrape(exp.url)
         key_id = shared.backends["echo"].config.keys[0].key_id
         assert _get(s, "ipfs_accelerate_limiter_degraded", backend="echo", key_id=key_id) == 1.0
+
+
+def test_cost_unpriced_results_and_budget_warnings(setup) -> None:
+    from decimal import Decimal
+
+    from ipfs_accelerate_py.costs import Budget
+
+    registry, pm, server = setup
+    # The echo server reports no prompt/completion split: a per-request fee prices it.
+    prices = {"echo": {"echo-1": {"input": "0", "output": "0", "per_request": "0.25"}}}
+    client = Client([BackendConfig(name="echo", keys=["test-key-1"], base_url=server.url)],
+                    ClientConfig(max_concurrency=1, prices=prices,
+                                 budgets=[Budget("team", usd="1", tags={"team": "a"})]),
+                    plugin_manager=pm)
+    with client, start_exporter(client, port=0, addr="127.0.0.1", registry=registry) as exp:
+        priced = [client.call("echo", "echo", {"n": i, "model": "echo-1"}, tags={"team": "a"})
+                  for i in range(3)]
+        unpriced = client.call("echo", "echo", {"n": 9, "model": "echo-unknown"})
+        assert [r.cost for r in priced] == [Decimal("0.25")] * 3 and unpriced.cost is None
+        s = _scrape(exp.url)
+        cost = _series(s, "ipfs_accelerate_cost_dollars_total")
+        assert sum(_get(s, "ipfs_accelerate_cost_dollars_total", **d) for d in cost) == 0.75
+        assert sum(_get(s, "ipfs_accelerate_unpriced_results_total", **d)
+                   for d in _series(s, "ipfs_accelerate_unpriced_results_total")) == 1.0
+        # 0.25, 0.50, 0.75 of the team's $1: the 50 % threshold was crossed once.
+        assert _get(s, "ipfs_accelerate_budget_warnings_total", budget="team", threshold="0.5",
+                    refused="false") == 1.0
+        assert ("ipfs_accelerate_budget_warnings_total",
+                (("budget", "team"), ("refused", "false"), ("threshold", "0.8"))) not in s
+        stats = client.stats()
+        assert stats.costs["total"]["spend"] == Decimal("0.75")
+        assert stats.costs["total"]["unpriced"] == 1
+        assert stats.costs["tags"]["team=a"]["spend"] == Decimal("0.75")
+        assert stats.costs["budgets"]["team"]["spent"] == Decimal("0.75")

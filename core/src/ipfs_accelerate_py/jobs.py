@@ -208,6 +208,8 @@ def result_json(result: Any) -> dict[str, Any]:
         "request_id": result.request_id,
         "key_id": result.key_id,
         "attempts": result.attempts,
+        # Dollars as a string: exact, as the Decimal it is.
+        "cost": str(result.cost) if getattr(result, "cost", None) is not None else None,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -333,6 +335,9 @@ def client_config_from_options(options: Any) -> Any:
         value = getattr(options, opt, None)
         if value is not None:
             kwargs[field] = value
+    from .costs.options import cost_config
+
+    kwargs.update(cost_config(options))
     return ClientConfig(**kwargs)
 
 

@@ -60,6 +60,15 @@ class Metrics:
         self.tokens = Counter("tokens", "Tokens reported by the provider (prompt, completion, "
                               "total).",
                               ["backend", "key_id", "kind"], **kw)
+        self.cost = Counter("cost_dollars", "What completed requests cost, in US dollars, from "
+                            "the provider's usage and the price table.",
+                            ["backend", "key_id", "model"], **kw)
+        self.unpriced = Counter("unpriced_results", "Completed requests without a price (an "
+                                "unknown model, or no usage reported).",
+                                ["backend", "model"], **kw)
+        self.budget_warnings = Counter("budget_warnings", "A budget crossed a threshold "
+                                       "(fraction of its limit), or refused a request.",
+                                       ["budget", "threshold", "refused"], **kw)
         self.breaker_transitions = Counter("breaker_transitions",
                                            "Circuit breaker state changes per endpoint.",
                                            ["endpoint", "from_state", "to_state"], **kw)
@@ -102,6 +111,21 @@ class Metrics:
                 self.tokens.labels(event.backend, key, "completion").inc(usage.completion_tokens)
             if usage.total_tokens:
                 self.tokens.labels(event.backend, key, "total").inc(usage.total_tokens)
+            if getattr(usage, "cached_tokens", 0):
+                self.tokens.labels(event.backend, key, "cached").inc(usage.cached_tokens)
+            if getattr(usage, "reasoning_tokens", 0):
+                self.tokens.labels(event.backend, key, "reasoning").inc(usage.reasoning_tokens)
+        cost = getattr(event, "cost", None)
+        model = event.model or "unknown"
+        if cost is not None:
+            self.cost.labels(event.backend, key, model).inc(float(cost))
+        elif outcome == "success":
+            self.unpriced.labels(event.backend, model).inc()
+
+    @hookimpl
+    def accelerate_on_budget(self, event: Any) -> None:
+        self.budget_warnings.labels(event.budget, f"{event.threshold:g}",
+                                    "true" if event.refused else "false").inc()
 
     @hookimpl
     def accelerate_on_breaker_changed(self, event: Any) -> None:

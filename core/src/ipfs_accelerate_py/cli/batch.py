@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
                    help="overwrite an existing OUT (or errors file) that has no journal")
     add_key_options(p)
     add_pipeline_options(p)
+    from .prices import add_cost_options
+
+    add_cost_options(p)
     p.set_defaults(func=run)
 
 
@@ -306,7 +309,11 @@ def run_local(job: BatchJob) -> int:
             stop.set()
             stop_watchers(watchers)
         client.close()
-        print(client.stats().table())
+        stats = client.stats()
+        print(stats.table())
+        from ..costs.report import summary_line
+
+        print(summary_line(stats))
     done, succeeded = output.journal.count()
     output.close()
     failed = done - succeeded
