@@ -42,6 +42,17 @@ def _money(field: str) -> Callable[[Any], Decimal | None]:
     return convert
 
 
+def _dollars(field: str, value: Any) -> Decimal | None:
+    return _money(field)(value)
+
+
+def _required(field: str, value: Any) -> Decimal:
+    d = _money(field)(value)
+    if d is None:
+        raise ConfigError(field, "must be set (dollars per 1M tokens)")
+    return d
+
+
 def _pico(field: str, dollars: Decimal | None, scale: int) -> int | None:
     if dollars is None:
         return None
@@ -60,11 +71,11 @@ class Price:
     to ``input``; reasoning tokens are billed as ``output``.
     """
 
-    input: Decimal = attrs.field(converter=_money("input"))
-    output: Decimal = attrs.field(converter=_money("output"))
-    cached_input: Decimal | None = attrs.field(default=None, converter=_money("cached_input"))
-    cache_write: Decimal | None = attrs.field(default=None, converter=_money("cache_write"))
-    per_request: Decimal | None = attrs.field(default=None, converter=_money("per_request"))
+    input: Decimal = attrs.field(converter=lambda v: _required("input", v))
+    output: Decimal = attrs.field(converter=lambda v: _required("output", v))
+    cached_input: Decimal | None = attrs.field(default=None, converter=lambda v: _dollars("cached_input", v))
+    cache_write: Decimal | None = attrs.field(default=None, converter=lambda v: _dollars("cache_write", v))
+    per_request: Decimal | None = attrs.field(default=None, converter=lambda v: _dollars("per_request", v))
     #: Where the figure came from (shown by ``ipfs-accelerate prices``).
     source: str = attrs.field(default="", eq=False)
     # Pico-dollars per token (per request), computed once.

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Iterator
 
 from ipfs_accelerate_py.errors import TransientError
-from ipfs_accelerate_py.results import IncompleteStream, StreamChunk, ToolCallDelta, Usage
+from ipfs_accelerate_py.results import IncompleteStream, StreamChunk, ToolCallDelta
 from ipfs_accelerate_py.wire.sse import iter_sse
 
 from .usage import anthropic_usage
