@@ -1,4 +1,5 @@
-"""A real redis-server per test session on 127.0.0.1 (free port, no persistence).
+"""A real redis-server per test session on 127.0.0.1 (free port, no persistence; the
+``aof_redis`` fixture: a persistent one of a test's own).
 
 If ``redis-server`` is not on PATH the project's own ``scripts/install-redis.sh`` installs
 Debian's package first (CI runs as root with apt access).  Never skipped.
@@ -40,10 +41,11 @@ def redis_server_binary() -> str:
 class RedisProcess:
     """One redis-server that a test may kill and start again on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.binary = redis_server_binary()
         self.port = port or _free_port()
         self.proc: subprocess.Popen | None = None
+        self.extra = extra  # later options override the defaults (persistence...)
 
     @property
     def url(self) -> str:
@@ -53,7 +55,7 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning",
-             "--dir", "/tmp"],
+             "--dir", "/tmp", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + 10
         while time.monotonic() < end:
@@ -109,6 +111,18 @@ def namespace() -> str:
 def own_redis() -> Iterator[RedisProcess]:
     """A server of the test's own, to kill and restart."""
     server = RedisProcess().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A server of the test's own that persists every write (append-only file, fsync
+    always) in the test's directory: killed and restarted, it keeps what it acknowledged."""
+    server = RedisProcess(extra=("--appendonly", "yes", "--appendfsync", "always",
+                                 "--dir", str(tmp_path))).start()
     try:
         yield server
     finally:

@@ -361,6 +361,7 @@ class Client:
             if t is not threading.current_thread():
                 t.join(timeout=5)
         self._transport.close()
+        self._s.costs.close()  # settlements a shared ledger has not taken yet
         if self._owns_store:  # only what this client made: a store passed in is shared
             try:
                 self._store.close()

@@ -256,6 +256,13 @@ class RedisStateStore(StateStore):
                 found = self._counters[name] = RedisCounter(self, self._k("counter", name))
             return found
 
+    def budget_ledger(self) -> Any:
+        """The shared ledger of budgets (:mod:`ipfs_accelerate_py.costs`): every process of
+        this namespace with the same budget names shares their spend."""
+        from .budget import RedisLedger
+
+        return RedisLedger(self)
+
     def counters(self) -> dict[str, int]:
         """Every counter of this namespace in Redis (those of other processes included)."""
         prefix = self._k("counter", "")

@@ -39,6 +39,9 @@ def render_costs(snapshot: Any) -> str:
     row("total", costs.get("total"))
     for name, b in sorted(costs.get("budgets", {}).items()):
         fmt = dollars if b["unit"] == "usd" else str
+        if "error" in b:
+            rows.append(f"budget {name} ({b['window']}): {b['error']}")
+            continue
         rows.append(f"budget {name} ({b['window']}): {fmt(b['spent'])} spent, "
                     f"{fmt(b['reserved'])} reserved of {fmt(b['limit'])}")
     return "\n".join(rows)

@@ -33,6 +33,7 @@ NO_OUTPUT_OPS = frozenset({"embed", "embeddings", "rerank", "count_tokens", "tok
 _OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "maxOutputTokens",
                   "num_predict", "max_output_tokens")
 RETRY_RESERVE = 0.05  # seconds: a request blocked only by in-flight reservations tries again
+LEDGER_RETRY = 0.5  # seconds: a request whose shared ledger did not answer tries again
 
 
 @attrs.frozen
@@ -152,7 +153,15 @@ class CostTracker:
             else:
                 if not entries:
                     continue
-                bad = self.ledger.reserve([(k, amount, b.limit) for b, k, amount in entries])
+                try:
+                    bad = self.ledger.reserve([(k, amount, b.limit) for b, k, amount in entries])
+                except Exception as exc:  # a shared ledger that does not answer: wait, retry
+                    b = entries[0][0]
+                    refused.append((job, Refusal(self._refusal(
+                        job, b, wall, entries[0][2],
+                        f"the budget ledger is unreachable ({exc}); waiting for it"),
+                        LEDGER_RETRY)))
+                    continue
                 if bad is None:
                     job.reservation = entries
                     continue
@@ -184,7 +193,11 @@ class CostTracker:
         return price.worst_case_units(input_tokens, out), None
 
     def _refuse(self, job: Any, b: Budget, k: str, amount: int, wall: float) -> Refusal:
-        settled, reserved = self.ledger.usage(k)
+        try:
+            settled, reserved = self.ledger.usage(k)
+        except Exception as exc:
+            return Refusal(self._refusal(job, b, wall, amount, f"the budget ledger is "
+                                         f"unreachable ({exc}); waiting for it"), LEDGER_RETRY)
         err = self._refusal(job, b, wall, amount, None, settled, reserved)
         if settled + amount <= b.limit:
             # Only reservations in flight are in the way: they may settle lower.
@@ -251,7 +264,12 @@ class CostTracker:
         out = {}
         for b in self.budgets:
             window = b.window_id(wall)
-            settled, reserved = self.ledger.usage(f"{b.name}|{window}")
+            try:
+                settled, reserved = self.ledger.usage(f"{b.name}|{window}")
+            except Exception as exc:
+                out[b.name] = {"unit": b.unit, "window": window, "limit": b.show(b.limit),
+                               "error": str(exc)}
+                continue
             out[b.name] = {"unit": b.unit, "window": window, "limit": b.show(b.limit),
                            "spent": b.show(settled), "reserved": b.show(reserved)}
         return out
@@ -268,6 +286,12 @@ class CostTracker:
         if self.budgets:
             costs["budgets"] = self.spend()
         return attrs.evolve(snapshot, costs=costs)
+
+    def close(self) -> None:
+        try:
+            self.ledger.close()
+        except Exception as exc:
+            log.warning("ipfs-accelerate: closing the budget ledger failed: %s", exc)
 
     # ------------------------------------------------------------ the end of a request
     @staticmethod
