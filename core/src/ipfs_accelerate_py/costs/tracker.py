@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping  # isinstance on typing.Mapping is several times slower
+from typing import Any, Callable, Sequence
 
 import attrs
 
@@ -144,8 +145,11 @@ class CostTracker:
         wall = self.wall_clock()
         for job in jobs:
             entries = []
+            sizes: tuple[int, int | None] | None = None
             for b in self.applicable(job, key_id):
-                amount, problem = self._worst_case(job, b)
+                if sizes is None:
+                    sizes = self._sizes(job)
+                amount, problem = self._worst_case(job, b, *sizes)
                 if problem is not None:
                     refused.append((job, Refusal(self._refusal(job, b, wall, amount, problem), None)))
                     break
@@ -174,12 +178,16 @@ class CostTracker:
         model = request_model(job)
         return [b for b in self.budgets if b.matches(job.bstate.name, key_id, model, req.tags)]
 
-    def _worst_case(self, job: Any, b: Budget) -> tuple[int, str | None]:
+    @staticmethod
+    def _sizes(job: Any) -> tuple[int, int | None]:
+        """The request's input estimate and declared output cap (once per attempt)."""
         req = job.request
-        payload = req.payload
         estimate = job.bstate.backend.estimate_tokens(req)
-        input_tokens = max(0, estimate - _top_level_output(payload))
-        out = declared_output(payload)
+        return max(0, estimate - _top_level_output(req.payload)), declared_output(req.payload)
+
+    def _worst_case(self, job: Any, b: Budget, input_tokens: int,
+                    out: int | None) -> tuple[int, str | None]:
+        req = job.request
         if out is None:
             out = 0 if req.operation in NO_OUTPUT_OPS else b.output_tokens
         if b.usd is None:
