@@ -101,6 +101,7 @@ def bookkeeping(n: int) -> list[tuple[str, float]]:
 
     class BS:
         name = "openai"
+        needs_tokens = False
         config = Cfg()
 
         class backend:  # noqa: N801 -- stands in for the backend object
@@ -109,7 +110,8 @@ def bookkeeping(n: int) -> list[tuple[str, float]]:
                 return 40
 
     class J:
-        __slots__ = ("request", "bstate", "key_id", "reservation", "cost_units", "cost_model")
+        __slots__ = ("request", "bstate", "key_id", "reservation", "cost_units", "cost_model",
+                     "tokens")
 
         def __init__(self) -> None:
             self.request = Request("chat", CHAT, backend="openai", tags={"team": "a"})
@@ -118,6 +120,7 @@ def bookkeeping(n: int) -> list[tuple[str, float]]:
             self.reservation = None
             self.cost_units = None
             self.cost_model = None
+            self.tokens = None
 
     usage = Usage.of(12, 16)
     rows = []

@@ -68,7 +68,8 @@ def test_requests_stop_within_one_worst_case_and_settled_spend_is_the_sum_of_cos
 
 
 def test_a_token_budget_settles_to_the_reported_total(srv):
-    with client(srv, [Budget("tok", tokens=300)]) as c:
+    # A token limit on the key: the reservation reuses dispatch's input estimate.
+    with client(srv, [Budget("tok", tokens=300)], tokens_per_minute=1_000_000) as c:
         done = []
         with pytest.raises(BudgetExceeded) as info:
             for i in range(50):

@@ -80,6 +80,18 @@ def test_lookup_order_backend_option_then_user_table_then_hook_then_default():
     assert book.lookup("openai", None) is None
 
 
+def test_a_price_hook_that_raises_leaves_the_model_unpriced(caplog):
+    def hook(backend, model):
+        raise RuntimeError("price service down")
+
+    def bad(backend, model):
+        return {"input": "cheap", "output": "1"}
+
+    assert PriceBook(None, hook).lookup("openai", "gpt-4o") is None
+    assert PriceBook(None, bad).lookup("openai", "gpt-4o") is None
+    assert "price service down" in caplog.text and "must be a price" in caplog.text
+
+
 @pytest.mark.parametrize("data,message", [
     ({"openai": {"m": {"input": "1"}}}, "needs input and output"),
     ({"openai": {"m": {"input": "x", "output": "1"}}}, "must be a price"),

@@ -9,6 +9,7 @@ with integer commands.  :func:`to_dollars` turns a count back into a :class:`Dec
 from __future__ import annotations
 
 import json
+import logging
 import re
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -19,6 +20,8 @@ import attrs
 
 from ..errors import ConfigError
 from ..results import Usage
+
+log = logging.getLogger("ipfs_accelerate")
 
 PICO = 10**12  # pico-dollars per dollar
 _PER_TOKEN = 10**6  # a price per 1M tokens, in pico-dollars per token: dollars * 10**6
@@ -267,9 +270,14 @@ class PriceBook:
             if price is not None:
                 return price
         if self.hook is not None:
-            price = self.hook(backend=backend, model=model)
-            if price is not None:
-                return Price.from_mapping(price, "plugin")
+            try:
+                price = self.hook(backend=backend, model=model)
+                if price is not None:
+                    return Price.from_mapping(price, "plugin")
+            except Exception as exc:  # a broken price plugin must not fail a finished call
+                log.warning("ipfs-accelerate: accelerate_price for %s/%s raised %s: %s; "
+                            "that model has no price", backend, model, type(exc).__name__, exc)
+                return None
         return self.default.find(backend, model)
 
     def rows(self, backends: Any = None) -> list[tuple[str, str, Price]]:

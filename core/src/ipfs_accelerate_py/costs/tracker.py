@@ -182,7 +182,9 @@ class CostTracker:
     def _sizes(job: Any) -> tuple[int, int | None]:
         """The request's input estimate and declared output cap (once per attempt)."""
         req = job.request
-        estimate = job.bstate.backend.estimate_tokens(req)
+        # Dispatch already estimated it when the key has a token limit.
+        estimate = job.tokens if job.bstate.needs_tokens and job.tokens else \
+            job.bstate.backend.estimate_tokens(req)
         return max(0, estimate - _top_level_output(req.payload)), declared_output(req.payload)
 
     def _worst_case(self, job: Any, b: Budget, input_tokens: int,

@@ -120,6 +120,7 @@ class Settlement:
             stamp(r, bs.name, key_id, j.attempts, j.request.request_id)
             s.costs.price_result(j, r)
             if j.future.done():
+                s.costs.finished(j, r.usage, None, False)  # billed, though nobody takes it
                 continue
             j.future.set_result(r)
             self.finished(j, Outcome.SUCCESS, r.usage if batch > 1 else usage, batch, result=r)
@@ -255,7 +256,8 @@ class Settlement:
         later: list[tuple[Job, Any]] = []
         with s.lock:
             now = s.clock()
-            self._record(d, now, NEUTRAL)
+            if d.bstate.breaker.state(now) != "closed":
+                self._record(d, now, NEUTRAL)  # frees a half-open trial slot; counts nothing
             self._release(d, now, unsent=True)
             for j in d.jobs:
                 r = why.get(id(j))
