@@ -4,6 +4,7 @@ hold until the window turns, threshold warnings, filters, and a thread-stress ru
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import wait
@@ -59,8 +60,8 @@ def test_requests_stop_within_one_worst_case_and_settled_spend_is_the_sum_of_cos
     # Refused before it was sent, and not retried: the server saw the successes only.
     assert len(srv.requests) == len(results) > 2
     total = sum(r.cost for r in results)
-    assert spend["spent"] == err.spent == total  # exact: Decimal, no float drift
-    assert spend["reserved"] == 0
+    assert Decimal(spend["spent"]) == err.spent == total  # exact: no float drift
+    assert spend["reserved"] == "0"
     assert total <= Decimal("0.0002") < total + err.needed
     thresholds = [(e.threshold, e.refused) for e in warnings.events]
     assert thresholds == [(0.5, False), (0.8, False), (1.0, True)]
@@ -108,7 +109,7 @@ def test_failed_attempts_give_their_reservation_back(srv):
         res = c.call("openai", "chat", chat())
         spend = c.stats().costs["budgets"]["b"]
     assert res.attempts == 3
-    assert spend["spent"] == res.cost and spend["reserved"] == 0
+    assert Decimal(spend["spent"]) == res.cost and spend["reserved"] == "0"
 
 
 def test_stream_settles_at_its_end_and_a_cut_stream_keeps_its_worst_case(srv):
@@ -117,11 +118,11 @@ def test_stream_settles_at_its_end_and_a_cut_stream_keeps_its_worst_case(srv):
 
     with client(srv, [Budget("s", usd="1")]) as c:
         stream = c.stream("openai", "chat", chat())
-        reserved = c.stats().costs["budgets"]["s"]["reserved"]
+        reserved = Decimal(c.stats().costs["budgets"]["s"]["reserved"])
         assert reserved > 0  # held while the stream is open
         res = stream.collect()
         after = c.stats().costs["budgets"]["s"]
-        assert after == dict(after, spent=res.cost, reserved=0)
+        assert (Decimal(after["spent"]), after["reserved"]) == (res.cost, "0")
 
         # A stream cut after its first chunk: the provider billed what it produced, which
         # we cannot see, so the reservation is kept as spend.
@@ -143,8 +144,8 @@ def test_stream_settles_at_its_end_and_a_cut_stream_keeps_its_worst_case(srv):
         with pytest.raises(StreamError):
             broken.collect()
         final = c.stats().costs["budgets"]["s"]
-    assert final["reserved"] == 0
-    assert final["spent"] == res.cost + reserved
+    assert final["reserved"] == "0"
+    assert Decimal(final["spent"]) == res.cost + reserved
 
 
 class Wall:
@@ -187,7 +188,7 @@ def test_hold_waits_for_the_window_to_turn_and_obeys_its_deadline(srv):
         spend = c.stats().costs["budgets"]["daily"]
     finally:
         c.close(wait=False)  # a held request would wait for the test's clock
-    assert spend["window"] == "2023-11-15" and spend["spent"] == held.result().cost
+    assert spend["window"] == "2023-11-15" and Decimal(spend["spent"]) == held.result().cost
 
 
 def test_budget_configuration_errors_name_the_problem():
@@ -231,9 +232,11 @@ def test_thread_stress_nothing_lost_spend_exact_and_within_the_limit(srv):
         stats = c.stats()
     assert len(ok) + len(refused) == 320 and ok and refused
     spend = stats.costs["budgets"]["stress"]
-    assert spend["reserved"] == 0
-    assert spend["spent"] == sum(r.cost for r in ok) == stats.costs["total"]["spend"]
-    assert spend["spent"] <= limit
-    assert limit - spend["spent"] < max(e.needed for e in refused)  # stopped near the limit
+    spent = Decimal(spend["spent"])
+    assert spend["reserved"] == "0"
+    assert spent == sum(r.cost for r in ok) == Decimal(stats.costs["total"]["spend"])
+    assert spent <= limit
+    assert limit - spent < max(e.needed for e in refused)  # stopped near the limit
     assert len(srv.requests) == len(ok)  # each sent once: no duplicates
-    assert sum(d["spend"] for d in stats.costs["tags"].values()) == spend["spent"]
+    assert sum(Decimal(d["spend"]) for d in stats.costs["tags"].values()) == spent
+    json.dumps(stats.to_dict())  # the snapshot stays JSON data

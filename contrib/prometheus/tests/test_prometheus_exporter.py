@@ -243,7 +243,7 @@ def test_cost_unpriced_results_and_budget_warnings(setup) -> None:
         assert ("ipfs_accelerate_budget_warnings_total",
                 (("budget", "team"), ("refused", "false"), ("threshold", "0.8"))) not in s
         stats = client.stats()
-        assert stats.costs["total"]["spend"] == Decimal("0.75")
+        assert stats.costs["total"]["spend"] == "0.75" == stats.to_dict()["spend"]
         assert stats.costs["total"]["unpriced"] == 1
-        assert stats.costs["tags"]["team=a"]["spend"] == Decimal("0.75")
-        assert stats.costs["budgets"]["team"]["spent"] == Decimal("0.75")
+        assert stats.costs["tags"]["team=a"]["spend"] == "0.75"
+        assert stats.costs["budgets"]["team"]["spent"] == "0.75"

@@ -130,12 +130,14 @@ class StatsSnapshot:
     queue_depth: int = 0
     in_flight: int = 0
     #: Spend and tokens per model and tag, the total, and each budget's window
-    #: (``ipfs_accelerate_py.costs``; per backend and key they are under ``"cost"``).
+    #: (``ipfs_accelerate_py.costs``; per backend and key they are under ``"costs"``).
+    #: Dollars are exact decimal strings: the snapshot stays JSON data.
     costs: dict[str, Any] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backends": self.backends, "keys": self.keys, "queue_depth": self.queue_depth,
-                "in_flight": self.in_flight, "costs": self.costs}
+                "in_flight": self.in_flight, "costs": self.costs,
+                "spend": (self.costs.get("total") or {}).get("spend")}
 
     def total(self, outcome: str = "success") -> int:
         return sum(b["outcomes"].get(outcome, 0) for b in self.backends.values())

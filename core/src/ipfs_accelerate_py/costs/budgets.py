@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 
 from ..errors import AccelerateError, ConfigError
-from .prices import PICO, to_dollars, to_units
+from .prices import PICO, dollar_text, to_dollars, to_units
 
 WINDOWS = ("day", "month", "total")
 
@@ -136,6 +136,10 @@ class Budget:
     def show(self, units: int) -> Any:
         """Ledger units in the budget's own unit (dollars as Decimal, or tokens)."""
         return to_dollars(units) if self.usd is not None else units
+
+    def text(self, units: int) -> Any:
+        """As :meth:`show`, JSON-safe: dollars as an exact decimal string."""
+        return dollar_text(units) if self.usd is not None else units
 
     def matches(self, backend: str, key: str | None, model: str | None,
                 tags: Mapping[str, Any]) -> bool:

@@ -128,6 +128,12 @@ def to_dollars(units: int) -> Decimal:
     return Decimal(units).scaleb(-12)
 
 
+def dollar_text(units: int) -> str:
+    """Pico-dollars as an exact decimal string of dollars (``"0.0000051"``): JSON-safe,
+    ``Decimal(text)`` gives the amount back."""
+    return format(to_dollars(units).normalize(), "f") if units else "0"
+
+
 def to_units(dollars: Any, field: str = "usd") -> int:
     """Dollars (a number or string) as pico-dollars, exactly."""
     d = _money(field)(dollars)

@@ -29,9 +29,9 @@ def render_costs(snapshot: Any) -> str:
                     f"{d['unpriced']:>8} {t['prompt']:>10} {t['completion']:>10}")
 
     for name in sorted(snapshot.backends):
-        row(name, snapshot.backends[name].get("cost"))
+        row(name, snapshot.backends[name].get("costs"))
     for name in sorted(snapshot.keys):
-        row("  " + name, snapshot.keys[name].get("cost"))
+        row("  " + name, snapshot.keys[name].get("costs"))
     for name in sorted(costs.get("models", {})):
         row("model " + name, costs["models"][name])
     for name in sorted(costs.get("tags", {})):

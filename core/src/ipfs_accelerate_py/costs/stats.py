@@ -6,7 +6,7 @@ import threading
 from typing import Any, Mapping
 
 from ..results import Usage
-from .prices import to_dollars
+from .prices import dollar_text
 
 _MAX_SERIES = 10_000  # model names and tag values come from outside: bound the memory
 
@@ -19,14 +19,15 @@ class _Spend:
         self.prompt = self.completion = self.cached = self.reasoning = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spend": to_dollars(self.units), "priced": self.priced,
+        return {"spend": dollar_text(self.units), "priced": self.priced,
                 "unpriced": self.unpriced,
                 "tokens": {"prompt": self.prompt, "completion": self.completion,
                            "cached": self.cached, "reasoning": self.reasoning}}
 
 
 class CostStats:
-    """Thread-safe.  ``spend`` is an exact Decimal of dollars over the priced results;
+    """Thread-safe.  ``spend`` is an exact decimal string of dollars (JSON-safe;
+    ``Decimal(spend)`` to compute with) over the priced results;
     ``unpriced`` counts the results that had no price (an unknown model, no usage)."""
 
     def __init__(self) -> None:

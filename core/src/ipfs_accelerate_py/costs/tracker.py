@@ -269,7 +269,8 @@ class CostTracker:
                                 refused=True, time=self.clock()))
 
     def spend(self) -> dict[str, dict[str, Any]]:
-        """Each budget's current window: limit, settled and reserved, in its unit."""
+        """Each budget's current window: limit, settled and reserved, in its unit (dollars
+        as exact decimal strings, tokens as integers)."""
         wall = self.wall_clock()
         out = {}
         for b in self.budgets:
@@ -277,21 +278,21 @@ class CostTracker:
             try:
                 settled, reserved = self.ledger.usage(f"{b.name}|{window}")
             except Exception as exc:
-                out[b.name] = {"unit": b.unit, "window": window, "limit": b.show(b.limit),
+                out[b.name] = {"unit": b.unit, "window": window, "limit": b.text(b.limit),
                                "error": str(exc)}
                 continue
-            out[b.name] = {"unit": b.unit, "window": window, "limit": b.show(b.limit),
-                           "spent": b.show(settled), "reserved": b.show(reserved)}
+            out[b.name] = {"unit": b.unit, "window": window, "limit": b.text(b.limit),
+                           "spent": b.text(settled), "reserved": b.text(reserved)}
         return out
 
     def annotate(self, snapshot: Any) -> Any:
-        """``snapshot`` with spend: under ``"cost"`` of each backend and key, and per model,
+        """``snapshot`` with spend: under ``"costs"`` of each backend and key, and per model,
         tag, in total and per budget in ``snapshot.costs``."""
         c = self.stats.snapshot()
         for name, d in snapshot.backends.items():
-            d["cost"] = c["backends"].get(name)
+            d["costs"] = c["backends"].get(name)
         for name, d in snapshot.keys.items():
-            d["cost"] = c["keys"].get(name)
+            d["costs"] = c["keys"].get(name)
         costs = {"total": c["total"], "models": c["models"], "tags": c["tags"]}
         if self.budgets:
             costs["budgets"] = self.spend()
