@@ -119,7 +119,7 @@ class CostTracker:
 
     def price_result(self, job: Any, result: Any) -> None:
         """Set ``result.cost`` and remember it for the job's settlement."""
-        model = request_model(job) or result.model
+        model = job.cost_model or request_model(job) or result.model
         units = self.price_units(job.bstate.name, result.model or model, result.usage)
         if units is None and result.model and model and model != result.model:
             units = self.price_units(job.bstate.name, model, result.usage)
@@ -143,6 +143,7 @@ class CostTracker:
         if not self.budgets:
             return refused
         wall = self.wall_clock()
+        windows: dict[str, str] = {}  # window kind -> its id now
         for job in jobs:
             entries = []
             sizes: tuple[int, int | None] | None = None
@@ -153,7 +154,10 @@ class CostTracker:
                 if problem is not None:
                     refused.append((job, Refusal(self._refusal(job, b, wall, amount, problem), None)))
                     break
-                entries.append((b, f"{b.name}|{b.window_id(wall)}", amount))
+                window = windows.get(b.window)
+                if window is None:
+                    window = windows[b.window] = b.window_id(wall)
+                entries.append((b, f"{b.name}|{window}", amount))
             else:
                 if not entries:
                     continue
@@ -175,7 +179,7 @@ class CostTracker:
 
     def applicable(self, job: Any, key_id: str | None) -> list[Budget]:
         req = job.request
-        model = request_model(job)
+        model = job.cost_model = job.cost_model or request_model(job)
         return [b for b in self.budgets if b.matches(job.bstate.name, key_id, model, req.tags)]
 
     @staticmethod
@@ -194,7 +198,7 @@ class CostTracker:
             out = 0 if req.operation in NO_OUTPUT_OPS else b.output_tokens
         if b.usd is None:
             return input_tokens + out, None
-        model = request_model(job)
+        model = job.cost_model
         price = self.prices.lookup(job.bstate.name, model)
         if price is None:
             return 0, (f"model {model!r} of backend {job.bstate.name!r} has no price, so the "
