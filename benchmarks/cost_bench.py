@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "benchmarks" / "cost.md"
+NOTES = "## Reading these numbers"
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 16,
         "messages": [{"role": "user", "content": "what does this cost?"}]}
 
@@ -283,7 +284,10 @@ def main() -> None:
         "and `requests`) over the requests: steadier than req/s on a shared machine.",
         "",
     ]
-    OUT.write_text("\n".join(lines))
+    # The hand-written reading of the numbers (from its heading on) is kept across runs.
+    old = OUT.read_text() if OUT.exists() else ""
+    notes = old[old.find(NOTES):] if NOTES in old else ""
+    OUT.write_text("\n".join(lines) + ("\n" + notes if notes else ""))
     print("\n".join(lines))
 
 
