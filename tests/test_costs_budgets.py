@@ -202,6 +202,14 @@ def test_budget_configuration_errors_name_the_problem():
         Budget("x", usd="0.0000000000001")
     with pytest.raises(ConfigError, match="limit must be > 0"):
         Budget("x", tokens=0)
+    with pytest.raises(ConfigError, match="expected Budget objects"):
+        testing.make_client("openai", "http://127.0.0.1:9/v1", config={"budgets": [5]})
+    with pytest.raises(ConfigError, match="expected Budget objects"):
+        testing.make_client("openai", "http://127.0.0.1:9/v1", config={"budgets": 5})
+    one = testing.make_client("openai", "http://127.0.0.1:9/v1",
+                              config={"budgets": Budget("only", usd=1)})
+    assert one.config.budgets == (Budget("only", usd=1),)
+    one.close()
     with pytest.raises(ConfigError, match="share a name"):
         testing.make_client("openai", "http://127.0.0.1:9/v1",
                             config={"budgets": [Budget("x", usd=1), Budget("x", tokens=5)]})

@@ -242,6 +242,18 @@ def _observers(value: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _budgets(value: Any) -> tuple[Any, ...]:
+    """One budget or several; each is checked to be a Budget when the client is built."""
+    if value is None:
+        return ()
+    if hasattr(value, "limit") and hasattr(value, "window"):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ConfigError("budgets", f"expected Budget objects, got {type(value).__name__}") from None
+
+
 @attrs.frozen
 class ClientConfig:
     """The pipeline's global settings."""
@@ -276,4 +288,4 @@ class ClientConfig:
     #: ``{backend: {model: {"input": "0.15", "output": "0.60"}}}`` (dollars per 1M tokens).
     prices: Any = None
     #: Spending limits: :class:`~ipfs_accelerate_py.costs.Budget` objects.
-    budgets: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    budgets: tuple[Any, ...] = attrs.field(default=(), converter=lambda v: _budgets(v))
