@@ -156,6 +156,20 @@ def test_gen_ai_attributes_and_content_only_when_enabled(traced, capture):
         assert names == ["gen_ai.content.prompt", "gen_ai.content.completion"]
 
 
+def test_the_request_cost_is_an_attribute_when_priced(traced):
+    from decimal import Decimal
+
+    provider, exporter = traced
+    obs = TracingObserver(provider)
+    for cost in (Decimal("0.000123"), None):
+        q, s, f = _events(cost=cost)
+        obs.accelerate_on_queued(q)
+        obs.accelerate_on_started(s)
+        obs.accelerate_on_finished(f)
+    roots = [x for x in exporter.get_finished_spans() if x.parent is None]
+    assert [r.attributes.get("ipfs_accelerate.cost_usd") for r in roots] == [0.000123, None]
+
+
 def test_system_names_follow_the_conventions(traced):
     provider, exporter = traced
     obs = TracingObserver(provider)

@@ -5,7 +5,8 @@ conventions (``"{operation} {model}"``), with one child span per attempt.  Attri
 follow the OpenTelemetry GenAI semantic conventions (``gen_ai.system``,
 ``gen_ai.operation.name``, ``gen_ai.request.model``, ``gen_ai.usage.input_tokens`` /
 ``output_tokens``, ``gen_ai.response.id``, ``gen_ai.response.model``, ``error.type``);
-pipeline facts go under ``ipfs_accelerate.*`` (queue time, attempts, the key's public id).
+pipeline facts go under ``ipfs_accelerate.*`` (queue time, attempts, the key's public id,
+the request's cost in dollars).
 Retries are span events.  Prompt and completion content are recorded only with
 ``capture_content=True``; a key never appears (events carry only its ``key_id``).
 """
@@ -155,6 +156,9 @@ class TracingObserver:
                 attrs[attr] = value
         if event.key_id:
             attrs["ipfs_accelerate.key_id"] = event.key_id
+        cost = getattr(event, "cost", None)
+        if cost is not None:  # dollars, from the price table (docs/costs.md)
+            attrs["ipfs_accelerate.cost_usd"] = float(cost)
         span.set_attributes(attrs)
         result = getattr(event, "result", None)
         if self.capture_content and result is not None and getattr(result, "text", None):
