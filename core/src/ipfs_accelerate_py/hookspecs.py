@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .queue import PriorityRequestQueue
     from .request import Request
     from .retry import RetryDecision
-    from .server import ProtocolServer
     from .state import StateStore
 
 PROJECT = "ipfs_accelerate"
@@ -70,17 +69,6 @@ def accelerate_strategies() -> dict[str, Any]:
     resolves ``ClientConfig.strategy``.  The strategy's ``select`` is called on the
     dispatching thread (a worker, or the caller of ``Client.call``), under the pipeline's
     lock, for every attempt, with the keys that have capacity now: keep it fast.
-    """
-
-
-@hookspec
-def accelerate_protocol_servers() -> Sequence[type[ProtocolServer]]:
-    """Register the server side of protocols (for the simulator, tests and benchmarks).
-
-    :return: a sequence of :class:`~ipfs_accelerate_py.server.ProtocolServer` subclasses,
-        each naming the backend it speaks for in its ``name``.  All results are collected.
-
-    Called when the simulator or a test asks for the server side of a backend.
     """
 
 
