@@ -275,10 +275,12 @@ class Client:
                     if expired:
                         break
                     if not len(s.queue):
+                        s.reaper_due = float("inf")
                         self._reaper_cond.wait()
                         continue
                     nxt = s.queue.next_wakeup(now)
                     wait = 0.25 if nxt is None else min(0.25, max(0.001, nxt - now))
+                    s.reaper_due = now + wait
                     self._reaper_cond.wait(wait)
             for job in expired:
                 p.settlement.expired(job)
