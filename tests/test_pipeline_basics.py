@@ -320,3 +320,25 @@ def test_admission_wakes_the_reaper_only_for_a_request_due_before_it_looks(pm, e
     offer()
     assert len(wakes) == 3
     transport.close()
+
+
+def test_a_parser_that_returns_no_result_fails_the_request_and_frees_its_slot(echo_server):
+    # It once escaped the attempt unsettled: the caller saw an AttributeError and the
+    # client's concurrency slot stayed taken for good.
+    from echo_backend import EchoBackend
+
+    from ipfs_accelerate_py.errors import PluginError
+    from ipfs_accelerate_sim.testing import make_client
+
+    class NoResult(EchoBackend):
+        def parse_echo(self, request, response):
+            return self.decode_json(response)  # a dict, not a Result
+
+    with make_client(NoResult, echo_server.url, concurrency=1) as c:
+        for _ in range(2):  # the second finds the only slot free again
+            with pytest.raises(PluginError, match="not a Result"):
+                c.call("echo", "echo", {"n": 1})
+            with pytest.raises(PluginError, match="not a Result"):
+                c.submit("echo", "echo", {"n": 2}).result(10)
+        assert c.stats().in_flight == 0
+    assert len(echo_server.requests) == 4  # a plugin's bug is not retried
