@@ -8,8 +8,9 @@ imports, and that must load no server code.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ipfs_accelerate_py.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover - the same names, typed, for type checkers
     from .config import SimConfig
@@ -22,10 +23,4 @@ _WHERE = {"SimConfig": ".config", "Simulator": ".simulator", "SimApp": ".simulat
 __all__ = ["SimConfig", "Simulator", "SimApp", "key_label", "load_protocol_servers", "serve_forever"]
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
