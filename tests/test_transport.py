@@ -85,3 +85,18 @@ def test_our_session_keeps_the_cookies_a_server_sets(echo_server):
     t.send(HttpRequest("POST", echo_server.url + "/echo", json={}), (5, 5))
     assert "cookie" not in echo_server.requests[0].headers
     assert echo_server.requests[1].headers["cookie"] == "lb=node-2"
+
+
+def test_credentials_in_the_base_url_are_sent_as_basic_auth(pm, echo_server):
+    import base64
+
+    from ipfs_accelerate_py import BackendConfig, Client
+
+    host = echo_server.url.split("://", 1)[1]
+    with Client([BackendConfig("echo", base_url=f"http://test-user:test-pass-1@{host}")],
+                plugin_manager=pm) as c:
+        c.call("echo", "echo", {"n": 1})
+        c.call("echo", "echo", {"n": 2})  # and not only the first time
+    for req in echo_server.requests:
+        assert req.headers["authorization"] == "Basic " + base64.b64encode(
+            b"test-user:test-pass-1").decode()

@@ -51,6 +51,9 @@ def _headers_repr(headers: Mapping[str, str]) -> str:
                  for k, v in headers.items()})
 
 
+_SECRET_NAMES: dict[frozenset[str], frozenset[str]] = {}
+
+
 class KeyAuth(AuthBase):
     """Applies a backend's credential when the transport prepares the request (the way
     requests' and httpx's ``Auth`` objects do), so no printable object holds the key: this
@@ -66,17 +69,22 @@ class KeyAuth(AuthBase):
     @property
     def secret_headers(self) -> frozenset[str]:
         declared: frozenset[str] = getattr(self._backend, "secret_headers", frozenset())
-        return STANDARD_SECRET_HEADERS | {h.lower() for h in declared}
+        names = _SECRET_NAMES.get(declared)
+        if names is None:  # a backend declares a handful of names, once: remember the union
+            names = _SECRET_NAMES[declared] = STANDARD_SECRET_HEADERS | {h.lower() for h in declared}
+        return names
 
     def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
         for name, value in self._backend.auth_headers(self._key).items():
             if name not in prepared.headers:  # a header the builder set explicitly wins
                 prepared.headers[name] = value
         # Credentials in the URL (``https://user:pw@host``) win, as requests applies them
-        # when no other auth is given.
-        user, password = get_auth_from_url(prepared.url or "")
-        if user or password:
-            prepared = HTTPBasicAuth(user, password)(prepared)
+        # when no other auth is given.  No "@", no credentials: spare the URL parse.
+        url = prepared.url or ""
+        if "@" in url:
+            user, password = get_auth_from_url(url)
+            if user or password:
+                prepared = HTTPBasicAuth(user, password)(prepared)
         return prepared
 
     def __repr__(self) -> str:
