@@ -35,6 +35,10 @@ from .stats import StatsSnapshot
 
 log = logging.getLogger("ipfs_accelerate")
 
+#: How often (seconds) the reaper of a client with an empty queue looks again; a request
+#: due sooner wakes it.
+_REAPER_IDLE = 1.0
+
 
 class Client:
     """The resilient pipeline in front of one or more backends.
@@ -275,8 +279,11 @@ class Client:
                     if expired:
                         break
                     if not len(s.queue):
-                        s.reaper_due = float("inf")
-                        self._reaper_cond.wait()
+                        # Nothing queued: look again in a second.  Sleeping until woken
+                        # would have every submit wake it, though the request is mostly
+                        # gone (picked by its caller) by the time the reaper looks.
+                        s.reaper_due = now + _REAPER_IDLE
+                        self._reaper_cond.wait(_REAPER_IDLE)
                         continue
                     nxt = s.queue.next_wakeup(now)
                     wait = 0.25 if nxt is None else min(0.25, max(0.001, nxt - now))
