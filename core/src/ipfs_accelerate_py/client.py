@@ -83,7 +83,7 @@ class Client:
         self._cond = threading.Condition(s.lock)  # workers: work may be runnable
         self._space = threading.Condition(s.lock)  # submitters: queue space
         # The reaper fails queued requests whose deadline passed even while every worker
-        # is busy in a long call; it sleeps while the queue is empty.
+        # is busy in a long call; it looks once a second while the queue is empty.
         self._reaper_cond = threading.Condition(s.lock)
         s.wake_work = self._cond.notify
         s.wake_all = self._cond.notify_all
