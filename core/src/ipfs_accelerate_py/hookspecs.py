@@ -12,7 +12,9 @@ Hooks that may run for every request (``accelerate_backoff`` and the monitoring 
 called on the pipeline's worker threads: keep them fast and thread-safe.  Each decision
 has one way in: a key is chosen by the strategy that ``ClientConfig.strategy`` names among
 those ``accelerate_strategies`` registers; breakers and limiters come from the client's
-state store (``accelerate_make_state_store``, ``ClientConfig.state_store``).  A strategy or
+state store (``accelerate_make_state_store``, ``ClientConfig.state_store``); a protocol fake
+is registered only under the ``ipfs_accelerate.servers`` entry point (no hook: loading a
+backend must load no server code).  A strategy or
 ``accelerate_backoff`` implementation that raises fails only the request it was called
 for, with a :class:`~ipfs_accelerate_py.errors.PluginError` naming it; a monitoring hook
 or observer that raises is logged and ignored.  Either way the pipeline keeps serving the others.
