@@ -42,9 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ipfs-accelerate",
         description="Call AI inference and storage services at volume through one resilient "
                     "pipeline (queue, per-key rate limits, retries, circuit breaker, stats).",
-        epilog="Run `ipfs-accelerate COMMAND --help` for a command's options.  "
-               "`ipfs-accelerate demo` (with ipfs-accelerate-sim installed) tries everything "
-               "offline.")
+        epilog="Run `ipfs-accelerate COMMAND --help` for a command's options.  Installed "
+               "plugins add commands (the simulator's `demo` tries everything offline).")
     parser.add_argument("--version", action="version", version=f"ipfs-accelerate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
