@@ -66,7 +66,6 @@ class EchoBackend(Backend):
     operations = {"echo": "echo the payload", "stream": "stream words", "embed": "batched embed"}
     streaming_operations = frozenset({"stream"})
     key_required = False
-    server_class = EchoServer
 
     def build_echo(self, request: Request, key: Any) -> HttpRequest:
         return HttpRequest("POST", self.url("/echo"), json=dict(request.payload))

@@ -4,7 +4,10 @@
   server code: no ``http.server``/``socketserver``, no protocol fake, no simulator, no test kit;
 * no plugin imports another plugin (a plugin imports only the core);
 * a strategy plugin imports no backend;
-* every backend plugin registers its protocol fake under ``ipfs_accelerate.servers``.
+* every backend plugin registers its protocol fake under ``ipfs_accelerate.servers`` (the
+  one way to register one);
+* the core carries no simulator code: ``sim`` and ``demo`` come from the simulator
+  distribution through the CLI hooks.
 
 Each import check runs in a fresh interpreter, so what one test imported cannot hide what
 another needs.
@@ -28,8 +31,10 @@ PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml
 
 #: Modules whose presence means server code was loaded.
 SERVER_MODULES = ("http.server", "socketserver", "ipfs_accelerate_py.server",
-                  "ipfs_accelerate_sim", "ipfs_accelerate_sim.testing",
-                  "ipfs_accelerate_py.wire.openai_server")
+                  "ipfs_accelerate_sim.testing", "ipfs_accelerate_py.wire.openai_server")
+#: The simulator distribution's CLI plugin and its (lazy) package: loaded with every
+#: plugin, they import no server code until a command runs.
+SIM_PLUGIN_MODULES = ("ipfs_accelerate_sim", "ipfs_accelerate_sim.plugin")
 
 
 def _package(plugin_dir: Path) -> str:
@@ -48,7 +53,8 @@ def _loaded_after(code: str) -> list[str]:
 
 def _server_code(modules: list[str]) -> list[str]:
     return [m for m in modules
-            if m in SERVER_MODULES or m.startswith("ipfs_accelerate_sim.")
+            if m in SERVER_MODULES
+            or (m.startswith("ipfs_accelerate_sim.") and m not in SIM_PLUGIN_MODULES)
             or (m.startswith("ipfs_accelerate_") and m.endswith(".server"))]
 
 
@@ -116,26 +122,62 @@ def test_every_backend_plugin_registers_its_fake_in_the_servers_group():
         assert servers[name].load().name == name
 
 
+def test_protocol_servers_are_registered_one_way_the_servers_entry_point():
+    import echo_backend
+
+    from ipfs_accelerate_py import hookspecs
+    from ipfs_accelerate_py.backend import Backend
+    from ipfs_accelerate_py.plugins import PluginManager
+
+    assert not hasattr(hookspecs, "accelerate_protocol_servers")
+    assert not hasattr(Backend, "server_class")
+    alone = PluginManager(load_entry_points=False)
+    alone.add_plugin(echo_backend, name="echo_backend")  # a backend plugin with a fake
+    assert "echo" in alone.backends() and alone.protocol_servers() == {}
+    installed = {ep.name for ep in metadata.entry_points(group=SERVER_ENTRY_POINT_GROUP)}
+    assert set(PluginManager().protocol_servers()) == installed
+
+
 def test_the_core_never_imports_the_simulator_distribution():
-    # The CLI reaches the simulator through the ipfs_accelerate.simulator entry point.
     imported = _imported_top_levels(ROOT / "core" / "src")
     assert "ipfs_accelerate_sim" not in imported
     assert not any("ipfs_accelerate_sim" in p.read_text()
                    for p in (ROOT / "core" / "src").rglob("*.py"))
 
 
-def test_the_core_finds_the_simulator_through_its_entry_point():
-    from ipfs_accelerate_py import sim
+def test_the_core_carries_no_simulator_shim():
+    # The `sim` and `demo` commands come from the simulator distribution through the CLI
+    # hooks: no module of the core stands in for the simulator, by path or entry point.
+    core = ROOT / "core" / "src" / "ipfs_accelerate_py"
+    assert not (core / "sim.py").exists() and not (core / "sim").exists()
+    assert not [p.name for p in (core / "cli").glob("*.py") if p.stem in ("sim", "demo")]
+    assert not any("ipfs_accelerate.simulator" in p.read_text() for p in core.rglob("*.py"))
+    assert not metadata.entry_points(group="ipfs_accelerate.simulator")
 
-    module = sim.simulator_module()
-    assert module.__name__ == "ipfs_accelerate_sim"
-    assert sim.Simulator is module.Simulator and sim.SimConfig is module.SimConfig
+
+def _commands(pm, monkeypatch) -> dict:
+    from ipfs_accelerate_py import cli, plugins
+
+    monkeypatch.setattr(plugins, "_default", pm)  # the CLI asks the process-wide manager
+    (sub,) = [a for a in cli.build_parser()._actions if a.dest == "command"]
+    return dict(sub.choices)
 
 
-def test_without_the_simulator_the_cli_hook_says_what_is_missing(monkeypatch):
-    from ipfs_accelerate_py import sim
-    from ipfs_accelerate_py.errors import ConfigError
+def test_sim_and_demo_come_from_the_simulator_distribution_through_the_cli_hook(monkeypatch):
+    from ipfs_accelerate_py.plugins import PluginManager
 
-    monkeypatch.setattr(sim.metadata, "entry_points", lambda group: [])
-    with pytest.raises(ConfigError, match="ipfs_accelerate.simulator"):
-        sim.Simulator  # noqa: B018 - the attribute access is the call under test
+    bare = _commands(PluginManager(load_entry_points=False), monkeypatch)
+    assert "sim" not in bare and "demo" not in bare and "batch" in bare
+    installed = _commands(PluginManager(), monkeypatch)
+    for name in ("sim", "demo"):
+        run = installed[name].get_default("func")
+        assert run.__module__.startswith("ipfs_accelerate_sim."), (name, run.__module__)
+    (ep,) = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == "sim"]
+    assert ep.value == "ipfs_accelerate_sim.plugin" and ep.dist.name == "ipfs-accelerate-sim"
+
+
+def test_loading_the_simulator_plugin_loads_no_server_code():
+    # Every process that loads plugins imports it (clients too): it must stay light.
+    modules = _loaded_after("import ipfs_accelerate_sim.plugin")
+    assert "ipfs_accelerate_sim.plugin" in modules
+    assert _server_code(modules) == []

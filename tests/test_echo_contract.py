@@ -10,3 +10,4 @@ class TestEchoContract(BackendContract):
     server_class = EchoServer
     samples = {"echo": {"n": 1}, "embed": {"inputs": ["a", "b"]}}
     stream_sample = ("stream", {"words": ["alpha", "beta", "gamma", "delta"]})
+    complete_json_samples: dict = {}  # its one streamed operation only streams

@@ -23,6 +23,20 @@ def test_quiet_result_and_exception():
         f.set_result(1)
 
 
+def test_asking_about_the_state_keeps_the_quiet_path():
+    # The pipeline asks done() of every request it dispatches and settles; Future.done()
+    # takes the condition, which would make it, and every result after that would notify.
+    f = RequestFuture("req_1")
+    assert not f.done() and not f.cancelled() and not f.running()
+    assert f.set_running_or_notify_cancel()
+    assert f.running() and not f.done()
+    f.set_result(42)
+    assert f.done() and not f.cancelled() and not f.running() and f.result() == 42
+    assert "_cond" not in vars(f)  # no condition was ever made
+    g = RequestFuture("req_2")
+    assert g.cancel() and g.cancelled() and g.done() and not g.running()
+
+
 def test_cancel_then_dispatch_is_refused():
     f = RequestFuture("req_1")
     seen = []

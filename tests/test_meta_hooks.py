@@ -100,13 +100,6 @@ class Recorder:
         return {"meta-last": LastKey}
 
     @hookimpl
-    def accelerate_protocol_servers(self) -> list[type]:
-        from echo_backend import EchoServer
-
-        self.called.add("accelerate_protocol_servers")
-        return [EchoServer]
-
-    @hookimpl
     def accelerate_make_queue(self, config: Any) -> None:
         self.called.add("accelerate_make_queue")
 
@@ -162,8 +155,6 @@ class Recorder:
 
 
 def test_every_hook_is_called_by_a_client_run(echo_server):
-    from echo_backend import EchoServer
-
     from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig
     from ipfs_accelerate_py.plugins import PluginManager
     from ipfs_accelerate_py.server import ServerResponse
@@ -171,7 +162,6 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
     rec = Recorder()
     pm = PluginManager(load_entry_points=False)
     pm.add_plugin(rec, name="meta-recorder")
-    assert pm.protocol_server("echo") is EchoServer
     down = ServerResponse.json({"error": "down"}, 503)
     # Request 1 fails once (backoff, retried); request 2 fails twice, which trips the
     # breaker (window of 2, all failures), waits out the open interval and closes again.

@@ -286,3 +286,59 @@ def test_request_id_header_can_be_turned_off(pm, echo_server):
     with make(pm, echo_server, send_request_id=False) as c:
         c.call("echo", "echo", {"n": 1})
     assert echo_server.last.header("x-request-id") is None
+
+
+def test_admission_wakes_the_reaper_only_for_a_request_due_before_it_looks(pm, echo_server):
+    # Every request has a deadline by default; waking the reaper for each one was a thread
+    # switch per request.  The driver says when its reaper looks next (``reaper_due``);
+    # admission wakes it only for a request due before then.
+    from ipfs_accelerate_py.pipeline import Pipeline
+    from ipfs_accelerate_py.state import InMemoryStateStore
+
+    clock = ManualClock()
+    transport = Transport(pool_size=1)
+    p = Pipeline([BackendConfig("echo", keys=["test-key-1"], base_url=echo_server.url)],
+                 ClientConfig(default_deadline=600.0), pm, clock, 1, transport,
+                 InMemoryStateStore())
+    wakes: list[float] = []
+    p.s.wake_reaper = lambda: wakes.append(clock())
+
+    def offer(**fields):
+        with p.s.lock:
+            p.admission.offer(p.admission.admit(Request("echo", {"n": 1}, backend="echo",
+                                                        **fields)), wake=False)
+
+    offer()  # a driver that never said when it looks: woken, as before
+    assert len(wakes) == 1
+    p.s.reaper_due = clock() + 0.25  # the reaper sleeps a quarter second
+    for _ in range(50):
+        offer()  # due in 600 s: the reaper sees them when it looks
+    assert len(wakes) == 1
+    offer(deadline=0.1)  # due before the reaper looks: woken
+    assert len(wakes) == 2
+    p.s.reaper_due = float("inf")  # the reaper waits for a wake-up
+    offer()
+    assert len(wakes) == 3
+    transport.close()
+
+
+def test_a_parser_that_returns_no_result_fails_the_request_and_frees_its_slot(echo_server):
+    # It once escaped the attempt unsettled: the caller saw an AttributeError and the
+    # client's concurrency slot stayed taken for good.
+    from echo_backend import EchoBackend
+
+    from ipfs_accelerate_py.errors import PluginError
+    from ipfs_accelerate_sim.testing import make_client
+
+    class NoResult(EchoBackend):
+        def parse_echo(self, request, response):
+            return self.decode_json(response)  # a dict, not a Result
+
+    with make_client(NoResult, echo_server.url, concurrency=1) as c:
+        for _ in range(2):  # the second finds the only slot free again
+            with pytest.raises(PluginError, match="not a Result"):
+                c.call("echo", "echo", {"n": 1})
+            with pytest.raises(PluginError, match="not a Result"):
+                c.submit("echo", "echo", {"n": 2}).result(10)
+        assert c.stats().in_flight == 0
+    assert len(echo_server.requests) == 4  # a plugin's bug is not retried

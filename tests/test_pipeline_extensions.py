@@ -169,3 +169,33 @@ def test_an_unanswered_store_scheme_is_a_config_error(pm, echo_server):
 def test_a_bad_state_store_setting_names_the_field(value, match):
     with pytest.raises(ValueError, match=match):
         ClientConfig(state_store=value)
+
+
+def test_a_retried_event_comes_before_the_next_attempts_started(pm, echo_server):
+    # The job used to be back in the queue before its "retried" went out, so another
+    # worker could start attempt 2 first (a tracer then closed attempt 1 unmarked).  The
+    # observer below holds "retried" until attempt 2 starts, or half a second: attempt 2
+    # must not start meanwhile.
+    import threading
+
+    from ipfs_accelerate_py import RetryPolicy
+    from ipfs_accelerate_py.server import ServerResponse
+
+    order: list[tuple[str, int]] = []
+    second_started = threading.Event()
+
+    class Ordered:
+        def accelerate_on_started(self, event):
+            order.append(("started", event.attempt))
+            if event.attempt == 2:
+                second_started.set()
+
+        def accelerate_on_retried(self, event):
+            second_started.wait(0.5)
+            order.append(("retried", event.attempt))
+
+    echo_server.script(ServerResponse.json({"error": "down"}, 503))
+    with make(pm, echo_server, max_concurrency=2, observers=(Ordered(),),
+              retry=RetryPolicy(base_delay=0.001, max_delay=0.001)) as c:
+        assert c.submit("echo", "echo", {"n": 1}).result(30).attempts == 2
+    assert order == [("started", 1), ("retried", 1), ("started", 2)]

@@ -11,7 +11,7 @@ from ipfs_accelerate_example_backend import plugin
 from ipfs_accelerate_example_backend.backend import LingoBackend
 from ipfs_accelerate_example_backend.server import LingoServer, fault
 
-from ipfs_accelerate_py import BackendConfig, Client, ClientConfig, Request, RetryPolicy
+from ipfs_accelerate_py import BackendConfig, Client, Request
 from ipfs_accelerate_py.errors import (
     AuthError,
     ContentFiltered,
@@ -24,6 +24,7 @@ from ipfs_accelerate_py.errors import (
 from ipfs_accelerate_py.plugins import PluginManager
 from ipfs_accelerate_py.results import Result
 from ipfs_accelerate_py.server import ServerResponse
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_sim.testing import LocalServer, fake_key
 
 
@@ -37,10 +38,8 @@ def server():
 def make_client(server: LocalServer, *, max_attempts: int = 3, **backend: object) -> Client:
     pm = PluginManager(load_entry_points=False)
     pm.add_plugin(plugin, name="lingo")  # exactly what the entry point registers
-    cfg = ClientConfig(max_concurrency=4, retry=RetryPolicy(base_delay=0.001, max_delay=0.01,
-                                                            max_attempts=max_attempts))
-    return Client([BackendConfig("lingo", keys=[fake_key(1)], base_url=server.url + "/v1",
-                                 **backend)], cfg, plugin_manager=pm, seed=1)
+    return testing.make_client("lingo", server.url + "/v1", keys=[fake_key(1)],
+                               attempts=max_attempts, deadline=600.0, plugin_manager=pm, **backend)
 
 
 def test_translate_sends_lingos_exact_request(server):

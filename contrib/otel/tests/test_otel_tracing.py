@@ -100,13 +100,15 @@ def test_a_span_per_request_with_a_child_per_attempt_and_retry_events(traced):
 
 
 def test_a_failed_request_has_an_error_status_and_type(traced):
+    from ipfs_accelerate_py.errors import NotFound
+
     provider, exporter = traced
     server = LocalServer(echo_backend.EchoServer())
     server.script(ServerResponse.json({"error": {"message": "no such thing"}}, 404))
     try:
         client, _ = _client(provider, server)
         with client:
-            with pytest.raises(Exception):
+            with pytest.raises(NotFound):
                 client.call(Request("echo", {"n": 1}, backend="echo"))
     finally:
         server.close()

@@ -37,7 +37,6 @@ _VERSIONED = re.compile(r"/v\d+(?:alpha\d*|beta\d*)?/?$")
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from .server import ProtocolServer
 
 
 def answered_without_stream(response: requests.Response) -> bool:
@@ -81,8 +80,6 @@ class Backend:
     #: (``"/v1"`` for OpenAI-style APIs); named in the hint of a 404 from a base URL
     #: without one.  None: paths carry their own version.
     base_url_version: ClassVar[str | None] = None
-    #: The server side of this protocol (for tests, the simulator and benchmarks).
-    server_class: ClassVar[type[ProtocolServer] | None] = None
 
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config or BackendConfig(name=self.name)

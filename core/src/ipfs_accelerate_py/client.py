@@ -35,6 +35,10 @@ from .stats import StatsSnapshot
 
 log = logging.getLogger("ipfs_accelerate")
 
+#: How often (seconds) the reaper of a client with an empty queue looks again; a request
+#: due sooner wakes it.
+_REAPER_IDLE = 1.0
+
 
 class Client:
     """The resilient pipeline in front of one or more backends.
@@ -79,7 +83,7 @@ class Client:
         self._cond = threading.Condition(s.lock)  # workers: work may be runnable
         self._space = threading.Condition(s.lock)  # submitters: queue space
         # The reaper fails queued requests whose deadline passed even while every worker
-        # is busy in a long call; it sleeps while the queue is empty.
+        # is busy in a long call; it looks once a second while the queue is empty.
         self._reaper_cond = threading.Condition(s.lock)
         s.wake_work = self._cond.notify
         s.wake_all = self._cond.notify_all
@@ -275,10 +279,15 @@ class Client:
                     if expired:
                         break
                     if not len(s.queue):
-                        self._reaper_cond.wait()
+                        # Nothing queued: look again in a second.  Sleeping until woken
+                        # would have every submit wake it, though the request is mostly
+                        # gone (picked by its caller) by the time the reaper looks.
+                        s.reaper_due = now + _REAPER_IDLE
+                        self._reaper_cond.wait(_REAPER_IDLE)
                         continue
                     nxt = s.queue.next_wakeup(now)
                     wait = 0.25 if nxt is None else min(0.25, max(0.001, nxt - now))
+                    s.reaper_due = now + wait
                     self._reaper_cond.wait(wait)
             for job in expired:
                 p.settlement.expired(job)

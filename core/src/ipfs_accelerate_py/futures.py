@@ -7,6 +7,8 @@ from concurrent.futures import Future
 from typing import Any
 
 _COND_LOCK = threading.Lock()
+_CANCELLED = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED"})
+_DONE = _CANCELLED | {"FINISHED"}
 
 
 class RequestFuture(Future):
@@ -64,6 +66,19 @@ class RequestFuture(Future):
                 self._state = "FINISHED"
                 return
         super().set_exception(exception)
+
+    # Future's done()/cancelled()/running() read the state under the condition, which
+    # would make the condition (and then every state change takes the notifying path)
+    # for each request the pipeline merely checks.  Reading one attribute is atomic; the
+    # answer is a point-in-time one either way.
+    def done(self) -> bool:
+        return self._state in _DONE
+
+    def cancelled(self) -> bool:
+        return self._state in _CANCELLED
+
+    def running(self) -> bool:
+        return self._state == "RUNNING"
 
     def result(self, timeout: float | None = None) -> Any:
         if self._state == "FINISHED":  # final: no lock needed to read it

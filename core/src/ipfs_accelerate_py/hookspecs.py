@@ -12,7 +12,9 @@ Hooks that may run for every request (``accelerate_backoff`` and the monitoring 
 called on the pipeline's worker threads: keep them fast and thread-safe.  Each decision
 has one way in: a key is chosen by the strategy that ``ClientConfig.strategy`` names among
 those ``accelerate_strategies`` registers; breakers and limiters come from the client's
-state store (``accelerate_make_state_store``, ``ClientConfig.state_store``).  A strategy or
+state store (``accelerate_make_state_store``, ``ClientConfig.state_store``); a protocol fake
+is registered only under the ``ipfs_accelerate.servers`` entry point (no hook: loading a
+backend must load no server code).  A strategy or
 ``accelerate_backoff`` implementation that raises fails only the request it was called
 for, with a :class:`~ipfs_accelerate_py.errors.PluginError` naming it; a monitoring hook
 or observer that raises is logged and ignored.  Either way the pipeline keeps serving the others.
@@ -35,7 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .queue import PriorityRequestQueue
     from .request import Request
     from .retry import RetryDecision
-    from .server import ProtocolServer
     from .state import StateStore
 
 PROJECT = "ipfs_accelerate"
@@ -71,17 +72,6 @@ def accelerate_strategies() -> dict[str, Any]:
     resolves ``ClientConfig.strategy``.  The strategy's ``select`` is called on the
     dispatching thread (a worker, or the caller of ``Client.call``), under the pipeline's
     lock, for every attempt, with the keys that have capacity now: keep it fast.
-    """
-
-
-@hookspec
-def accelerate_protocol_servers() -> Sequence[type[ProtocolServer]]:
-    """Register the server side of protocols (for the simulator, tests and benchmarks).
-
-    :return: a sequence of :class:`~ipfs_accelerate_py.server.ProtocolServer` subclasses,
-        each naming the backend it speaks for in its ``name``.  All results are collected.
-
-    Called when the simulator or a test asks for the server side of a backend.
     """
 
 

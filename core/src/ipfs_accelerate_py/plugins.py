@@ -206,15 +206,14 @@ class PluginManager(pluggy.PluginManager):
             return dict(self._strategies)
 
     def protocol_servers(self) -> dict[str, type[ProtocolServer]]:
-        """Every protocol fake, imported: entry points of ``ipfs_accelerate.servers``, then
-        the ``accelerate_protocol_servers`` hook and ``Backend.server_class`` (applications,
-        tests).  Only tests, the simulator and the CLI call this; a client never does."""
+        """Every installed protocol fake, imported: the one way to register one is an
+        entry point of ``ipfs_accelerate.servers`` (``name = "module:Class"``).  Only tests,
+        the simulator and the CLI call this; a client never does.  A test or application
+        with a server of its own hands it to the simulator directly (``servers=``)."""
         with self._lock:
             if self._servers is None:
-                reg = self._registry("accelerate_protocol_servers", "protocol server")
+                reg: dict[str, type[ProtocolServer]] = {}
                 for name, ep in self._server_entry_points().items():
-                    if name in reg:
-                        continue
                     try:
                         reg[name] = ep.load()
                     except Exception as exc:
@@ -223,10 +222,6 @@ class PluginManager(pluggy.PluginManager):
                         warnings.warn(f"ipfs-accelerate: skipped protocol server {name!r} "
                                       f"({ep.value}): {type(exc).__name__}: {exc}",
                                       PluginLoadWarning, stacklevel=3)
-                # A backend that carries its server_class needs no separate registration.
-                for name, cls in self.backends().items():
-                    if getattr(cls, "server_class", None) is not None:
-                        reg.setdefault(name, cls.server_class)
                 self._servers = reg
             return dict(self._servers)
 

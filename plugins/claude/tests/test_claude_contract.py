@@ -21,4 +21,5 @@ class TestClaudeContract(BackendContract):
         "model": {"model": "claude-sim-sonnet"},
     }
     stream_sample = ("messages", _CHAT)
+    complete_json_samples = {"messages": _CHAT, "chat": _CHAT}
     plugin_module = "ipfs_accelerate_claude.plugin"

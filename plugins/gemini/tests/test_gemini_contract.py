@@ -22,4 +22,6 @@ class TestGeminiContract(BackendContract):
         "model": {"model": "gemini-sim-pro"},
     }
     stream_sample = ("chat", {"model": "gemini-sim-flash", "contents": _CONTENTS})
+    complete_json_samples = {"generate": {"model": "gemini-sim-flash", "contents": _CONTENTS},
+                             "chat": {"model": "gemini-sim-flash", "contents": _CONTENTS}}
     plugin_module = "ipfs_accelerate_gemini.plugin"

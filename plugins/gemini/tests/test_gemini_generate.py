@@ -263,3 +263,20 @@ def test_a_connection_lost_after_the_finish_chunk_is_not_an_error(srv, proto, cl
     res = client.stream("gemini", "chat", {"model": MODEL, "contents": CONTENTS}).collect()
     assert res.text == response["candidates"][0]["content"]["parts"][0]["text"]
     assert res.finish_reason == "STOP"
+
+
+def test_a_json_array_stream_without_alt_sse_is_joined_into_one_chunk(srv, client):
+    # streamGenerateContent without alt=sse answers the stream's pieces as one JSON array.
+    pieces = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}]},
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]},
+                         "finishReason": "STOP"}],
+         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5},
+         "modelVersion": MODEL},
+    ]
+    srv.script(ServerResponse.json(pieces))
+    stream = client.stream("gemini", "generate", {"model": MODEL, "contents": CONTENTS})
+    chunks = list(stream)
+    res = stream.collect()
+    assert len(chunks) == 1 and len(srv.requests) == 1
+    assert (res.text, res.usage.total_tokens, res.finish_reason) == ("Hello", 5, "STOP")

@@ -25,6 +25,13 @@ class TestTGIContract(BackendContract):
                                   "parameters": {"max_new_tokens": 20, "details": True}})
     plugin_module = "ipfs_accelerate_hf_tgi.plugin"
 
+    def complete_json_answer(self, operation, whole):
+        answer = super().complete_json_answer(operation, whole)
+        if operation == "generate":  # /generate carries its token counts in headers
+            answer.with_headers({"x-prompt-tokens": str(whole.usage.prompt_tokens),
+                                 "x-generated-tokens": str(whole.usage.completion_tokens)})
+        return answer
+
 
 class TestTGIChatStreamContract(TestTGIContract):
     """The same contract with the Messages API as the streamed operation."""

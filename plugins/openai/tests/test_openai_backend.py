@@ -541,3 +541,13 @@ def test_a_base_url_with_a_path_is_used_as_given_and_404s_keep_the_provider_mess
             c.call("openai", "chat", {**CHAT, "model": "no-such-model"})
     assert srv.last.path == "/v1/chat/completions"
     assert "HTTP 404 from" not in str(info.value) and "no-such-model" in str(info.value)
+
+
+def test_a_stream_mislabelled_as_json_is_still_read_as_a_stream(srv, client):
+    from ipfs_accelerate_py.wire import openai_compat as oc
+
+    chunks = oc.render_chat_chunks("gpt-4o-mini", ["Hel", "lo"], completion_id="c1")
+    srv.script(ServerResponse.stream(oc.sse_body(chunks), content_type="application/json"))
+    res = client.stream("openai", "chat", {"model": "gpt-4o-mini",
+                                           "messages": [{"role": "user", "content": "hi"}]}).collect()
+    assert res.text == "Hello" and len(srv.requests) == 1

@@ -23,4 +23,8 @@ class TestOpenAIContract(BackendContract):
         "model": {"model": "gpt-4o-mini"},
     }
     stream_sample = ("chat", CHAT)
+    complete_json_samples = {
+        "chat": CHAT,
+        "completions": {"model": "gpt-4o-mini", "prompt": "Once upon a time", "max_tokens": 5},
+    }
     plugin_module = "ipfs_accelerate_openai.plugin"

@@ -32,3 +32,6 @@ class TestOvmsContract(BackendContract):
         "rerank": {"model": "bge-reranker", "query": "fast", "documents": ["fast models", "slow"]},
     }
     stream_sample = ("chat", CHAT)
+    complete_json_samples = {"chat": CHAT,
+                             "completions": {"model": "llama3", "prompt": "This is a test",
+                                             "max_tokens": 5}}

@@ -11,7 +11,8 @@ import sys
 import time
 
 import requests
-from ipfs_accelerate_py import BackendConfig, BreakerPolicy, Client, ClientConfig, RetryPolicy
+from ipfs_accelerate_py import Client, RetryPolicy
+from ipfs_accelerate_sim import testing
 from ipfs_accelerate_s3_kit import s3_key
 
 ACCESS = "test-access-key-1"
@@ -63,16 +64,15 @@ class MotoServer:
 
 def make_client(endpoint: str | None, *, max_attempts: int = 4, concurrency: int = 16,
                 keys=None, strategy: str = "least-loaded", **options) -> Client:
-    keys = keys or [s3_key(ACCESS, SECRET, name="primary")]
-    return Client([BackendConfig(name="s3_kit", keys=keys, base_url=endpoint,
-                                 options={"addressing_style": "path", **options})],
-                  ClientConfig(max_concurrency=concurrency, strategy=strategy,
-                               retry=RetryPolicy(max_attempts=max_attempts, base_delay=0.01,
-                                                 max_delay=0.05, budget_ratio=1.0,
-                                                 budget_min_per_second=100.0),
-                               # injected failures must exhaust retries, not open the breaker
-                               # (an open breaker parks requests until their deadline)
-                               breaker=BreakerPolicy(minimum_calls=1000, window_size=1000)))
+    # The kit's client keeps the breaker out of the way: injected failures must exhaust
+    # retries, not open the breaker (an open breaker parks requests until their deadline).
+    return testing.make_client(
+        "s3_kit", endpoint, keys=keys or [s3_key(ACCESS, SECRET, name="primary")],
+        concurrency=concurrency, deadline=600.0, seed=None,
+        config={"strategy": strategy,
+                "retry": RetryPolicy(max_attempts=max_attempts, base_delay=0.01, max_delay=0.05,
+                                     budget_ratio=1.0, budget_min_per_second=100.0)},
+        options={"addressing_style": "path", **options})
 
 
 def attempts(client: Client) -> int:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 from s3_kit_helpers import attempts
-from ipfs_accelerate_py.errors import TransientError
+from ipfs_accelerate_py.errors import InvalidRequest, TransientError
 from s3_kit_proxy import is_op
 
 DATA = os.urandom(3 * 1024 * 1024 + 7)
@@ -101,6 +101,6 @@ def test_chunked_body_over_the_limit_stops_reading(pclient, proxy, stored):
 
     proxy.cut_body(is_op("GET", path_contains="dl.bin"), keep=len(DATA), declared=False)
     with make_client(proxy.url, max_body_in_memory=512 * 1024) as c:
-        with pytest.raises(Exception) as info:
+        with pytest.raises(InvalidRequest) as info:
             c.call("s3_kit", "get_object", {"bucket": stored, "key": "dl.bin"})
     assert getattr(info.value, "code", None) == "BodyTooLarge"

@@ -110,11 +110,6 @@ def _report(msg: str) -> None:
     sys.stderr.flush()
 
 
-def job_name(input_path: str | os.PathLike[str]) -> str:
-    """The default job name: a hash of the input's content (same file, same job)."""
-    return input_digest(input_path)[:16]
-
-
 def default_consumer() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -353,6 +353,11 @@ class BackendContract:
     options: _ClassVar[dict[str, _Any]] = {}
     #: The module holding the plugin's hooks (its entry point), checked for import cost.
     plugin_module: _ClassVar[str | None] = None
+    #: Streamed operations (``{operation: payload}``) whose complete JSON answer -- from a
+    #: server or proxy that does not stream -- must come back as a one-chunk stream, sent
+    #: once and never retried.  None: ``stream_sample``'s operation alone.  ``{}`` declares
+    #: that no streamed operation has a non-streamed answer (no ``parse_<operation>``).
+    complete_json_samples: _ClassVar[dict[str, dict] | None] = None
 
     # -- fixtures --------------------------------------------------------------------
     import pytest as _pytest
@@ -376,6 +381,12 @@ class BackendContract:
 
     def _protocol_answer(self, req: ServerRequest) -> ServerResponse:
         return self.server_class().handle(req)
+
+    def complete_json_answer(self, operation: str, whole: _Any) -> ServerResponse:
+        """What a server that does not stream answers a streamed ``operation`` with: the
+        non-streamed answer ``whole`` (a :class:`Result`) as it came.  Override where the
+        protocol puts part of it in headers."""
+        return ServerResponse.json(whole.raw)
 
     # -- tests -----------------------------------------------------------------------
     def test_declares_its_operations(self) -> None:
@@ -470,6 +481,37 @@ class BackendContract:
             client.stream(self.backend_class.name, op, payload).collect()
         assert server.requests == []
 
+    def test_a_complete_json_answer_to_a_stream_is_one_chunk(self, client: _Any,
+                                                             server: LocalServer) -> None:
+        if self.stream_sample is None:
+            self._assert_does_not_stream(client, server)
+            return
+        samples = (self.complete_json_samples if self.complete_json_samples is not None
+                   else dict([self.stream_sample]))
+        if not samples:
+            from ipfs_accelerate_py.backend import Backend
+
+            for op in self.backend_class.streaming_operations:
+                parse = getattr(self.backend_class, "parse_" + op, None)
+                assert parse is None or parse is getattr(Backend, "parse_" + op, None), (
+                    f"{op!r} has a non-streamed answer: name it in complete_json_samples")
+            return
+        name = self.backend_class.name
+        for op, payload in samples.items():
+            server.clear()
+            whole = client.call(name, op, payload)
+            assert whole.text, op
+            server.script(self.complete_json_answer(op, whole))
+            stream = client.stream(name, op, payload)
+            chunks = list(stream)
+            streamed = stream.collect()
+            assert _asked_to_stream(server.last) and not _asked_to_stream(server.requests[0]), op
+            assert len(server.requests) == 2, op  # the streamed request went out once
+            assert len(chunks) == 1 and chunks[0].raw == whole.raw, op
+            assert (streamed.text, streamed.usage) == (whole.text, whole.usage), op
+            assert streamed.finish_reason == (whole.finish_reason or "stop"), op
+            assert streamed.attempts == 1, op
+
     def test_stream_failure_before_first_chunk_is_retried(self, client: _Any, server: LocalServer) -> None:
         if self.stream_sample is None:
             self._assert_does_not_stream(client, server)
@@ -499,6 +541,16 @@ class BackendContract:
         out = _subprocess.run([_sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=60, check=True).stdout.strip()
         assert out == "", f"importing {self.plugin_module} pulled in {out}"
+
+
+def _asked_to_stream(req: ServerRequest) -> bool:
+    """Whether a request asked for a stream: ``"stream": true`` in its body, or a
+    streaming route (``:streamGenerateContent``...)."""
+    try:
+        body = _json.loads(req.body) if req.body else {}
+    except ValueError:
+        body = {}
+    return (isinstance(body, dict) and body.get("stream") is True) or "stream" in req.path
 
 
 def _base_build() -> _Any:

@@ -9,7 +9,7 @@ installed raises ImportError naming the pip package (``pip install ipfs-accelera
 
 from __future__ import annotations
 
-from typing import Any
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "openai_api": ".providers", "claude": ".providers", "groq": ".providers",
@@ -21,19 +21,7 @@ _EXPORTS = {
 PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW = 0, 1, 2
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS) + ["PRIORITY_HIGH", "PRIORITY_NORMAL", "PRIORITY_LOW"]

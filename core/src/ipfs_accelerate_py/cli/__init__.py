@@ -4,12 +4,13 @@
     ipfs-accelerate chat|embed|infer ...         one request to a backend
     ipfs-accelerate limits -b NAME               each key's learned rate, capacity, window
     ipfs-accelerate batch IN.jsonl -o OUT.jsonl  a resumable JSONL batch through the pipeline
-    ipfs-accelerate sim --port 8765              the local provider simulator
-    ipfs-accelerate demo                         simulator + a few hundred requests, offline
     ipfs-accelerate prices                       the model price table in use (date, source)
+    ipfs-accelerate sim --port 8765              the local simulator (ipfs-accelerate-sim)
+    ipfs-accelerate demo                         simulator + requests, offline (the same)
 
 One module per command, each with ``register(subparsers)`` adding its parser.  Plugins
-add commands (``accelerate_cli_commands``), options to any command
+add commands (``accelerate_cli_commands``: the simulator distribution adds ``sim`` and
+``demo`` that way; the core carries no simulator code), options to any command
 (``accelerate_cli_options``) and batch runners (``accelerate_cli_run_batch``); see
 :mod:`ipfs_accelerate_py.hookspecs`.
 
@@ -24,14 +25,14 @@ import argparse
 from typing import Sequence
 
 from ..jobs import JobError, read_batch_input
-from . import batch, demo, limits, plugins, prices, request, sim
+from . import batch, limits, plugins, prices, request
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REDACT, CliError, err
 
 __all__ = ["main", "build_parser", "CliError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "REDACT", "read_batch_input"]
 
 #: The core's commands, in the order ``--help`` lists them.
-COMMANDS = (plugins, request, limits, batch, sim, demo, prices)
+COMMANDS = (plugins, request, limits, batch, prices)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ipfs-accelerate",
         description="Call AI inference and storage services at volume through one resilient "
                     "pipeline (queue, per-key rate limits, retries, circuit breaker, stats).",
-        epilog="Run `ipfs-accelerate COMMAND --help` for a command's options.  "
-               "`ipfs-accelerate demo` tries everything offline.")
+        epilog="Run `ipfs-accelerate COMMAND --help` for a command's options.  Installed "
+               "plugins add commands (the simulator's `demo` tries everything offline).")
     parser.add_argument("--version", action="version", version=f"ipfs-accelerate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:

@@ -18,6 +18,7 @@ import queue
 import signal
 import sqlite3
 import stat
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -84,13 +85,18 @@ def check_writable(path: Path, what: str, input_path: Path) -> None:
     if not parent.is_dir():
         raise CliError(f"{what} {path}: directory {parent} does not exist")
     # Try it (os.access says yes to root on a read-only file system): an existing file is
-    # opened for appending and left as it was; a new one is created and removed.
-    existed = path.exists()
+    # opened for appending and left as it was; for a new one the directory is probed with
+    # an anonymous file of our own.  This runs before the run's lock is taken, so it never
+    # creates or removes the named path: a concurrent run may be creating it right now
+    # (a probe that did once made that run find its journal "existing", or unlinked it).
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | (0 if existed else os.O_CREAT | os.O_EXCL))
-        os.close(fd)
-        if not existed:
-            path.unlink()
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            return
+        except FileNotFoundError:
+            pass
+        with tempfile.TemporaryFile(dir=parent):
+            pass
     except OSError as exc:
         raise CliError(f"{what} {path}: {exc.strerror}") from None
 

@@ -70,7 +70,12 @@ class Admission:
         depth = len(s.queue)
         if wake:
             s.wake_work()
-        if depth == 1 or job.deadline is not None or entry.not_before > now:
+        # Wake the reaper only for a request due before it looks again anyway: a wake-up
+        # per request (every request has a deadline by default) was a thread switch each.
+        due = job.deadline if job.deadline is not None else float("inf")
+        if entry.not_before > now:
+            due = min(due, entry.not_before)
+        if due < s.reaper_due:
             s.wake_reaper()
         return depth
 

@@ -75,6 +75,9 @@ def run_attempt(d: Dispatch, transport: Any, clock: Callable[[], float]) -> Atte
                 return AttemptOutcome(Kind.STREAM, hint=hint, first=first, chunks=chunks,
                                       close=resp.close)
             result = backend.parse_response(request, resp)
+            if not isinstance(result, Result):  # else it would escape unsettled, slot held
+                raise TypeError(f"parse_response returned a {type(result).__name__}, "
+                                f"not a Result")
         except BaseException:
             resp.close()
             raise

@@ -45,6 +45,9 @@ class Scheduling:
         self.closing = False  # no new requests
         self.stopped = False  # nothing more runs; requeued work is failed
         self.space_waiting = 0  # submitters waiting for queue space
+        # When (pipeline clock) the driver's reaper looks at the queue again; a request due
+        # before then wakes it.  inf: a driver that does not say -- wake it for every one.
+        self.reaper_due = float("inf")
         # Set by the driver; called with ``lock`` held.
         self.wake_work: Callable[[], None] = _nothing  # a request may be runnable now
         self.wake_all: Callable[[], None] = _nothing  # capacity or state changed broadly

@@ -229,6 +229,13 @@ class Settlement:
         s = self.s
         entry = job.entry
         entry.not_before = now + delay
+        # Told before the job is back in the queue: another thread may pick it at once, and
+        # its next attempt's "started" must not overtake this attempt's "retried".
+        s.stats.retried(job.bstate.name, key_id, err.error_class is ErrorClass.RATE_LIMITED)
+        if s.monitor.wants("accelerate_on_retried"):
+            s.monitor.emit("accelerate_on_retried", RequestRetried(
+                job.request.request_id, job.bstate.name, key_id, job.attempts,
+                err.error_class.value, err.status, delay, now, tags=job.request.tags))
         with s.lock:
             stopped = s.stopped
             if not stopped:
@@ -238,12 +245,6 @@ class Settlement:
                     s.wake_reaper()
         if stopped:
             self.finish_error(job, ClientClosedError("the client was closed"), Outcome.CANCELLED)
-            return
-        s.stats.retried(job.bstate.name, key_id, err.error_class is ErrorClass.RATE_LIMITED)
-        if s.monitor.wants("accelerate_on_retried"):
-            s.monitor.emit("accelerate_on_retried", RequestRetried(
-                job.request.request_id, job.bstate.name, key_id, job.attempts,
-                err.error_class.value, err.status, delay, now, tags=job.request.tags))
 
     def budget_refused(self, d: Dispatch, refused: list[tuple[Job, Any]]) -> None:
         """Some of a dispatch's jobs do not fit their budgets (costs.CostTracker.reserve):

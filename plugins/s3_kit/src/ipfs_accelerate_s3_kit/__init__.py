@@ -5,7 +5,7 @@ Names load on first use, so importing the plugin's entry point stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from ipfs_accelerate_py.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -18,15 +18,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ipfs_accelerate_s3_kit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,15 +1,17 @@
-"""``ipfs-accelerate demo``: the simulator and a few hundred requests, offline."""
+"""``ipfs-accelerate demo``: the simulator and a few hundred requests, offline (added by
+this distribution's plugin through the ``accelerate_cli_commands`` hook)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any, Mapping
 
-from ..jobs import Progress
-from .common import (EXIT_FAILED, EXIT_OK, CliError, fraction, non_negative_float,
-                     plugin_manager, positive_float, positive_int, protocol_path,
-                     start_watchers, stop_watchers)
-from .request import CHAT_OPS
+from ipfs_accelerate_py.cli.common import (EXIT_FAILED, EXIT_OK, CliError, fraction,
+                                           non_negative_float, plugin_manager, positive_float,
+                                           positive_int, protocol_path, start_watchers,
+                                           stop_watchers)
+from ipfs_accelerate_py.cli.request import CHAT_OPS
+from ipfs_accelerate_py.jobs import Progress
 
 
 def register(sub: Any) -> None:
@@ -62,11 +64,13 @@ def _first_model(client: Any, name: str, cls: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import Client
-    from ..config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
-    from ..keys import ApiKey
-    from ..request import Request
-    from ..sim import SimConfig, Simulator
+    from ipfs_accelerate_py.client import Client
+    from ipfs_accelerate_py.config import BackendConfig, BreakerPolicy, ClientConfig, RetryPolicy
+    from ipfs_accelerate_py.keys import ApiKey
+    from ipfs_accelerate_py.request import Request
+
+    from .config import SimConfig
+    from .simulator import Simulator
 
     name, cls, op = _demo_backend()
     n = args.requests

@@ -1,4 +1,5 @@
-"""``ipfs-accelerate sim``: the local provider simulator."""
+"""``ipfs-accelerate sim``: the local provider simulator (added by this distribution's
+plugin through the ``accelerate_cli_commands`` hook)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import signal
 from typing import Any
 
-from .common import (EXIT_OK, CliError, fraction, non_negative_float, plugin_manager,
-                     port_number, positive_float, protocol_path)
+from ipfs_accelerate_py.cli.common import (EXIT_OK, CliError, fraction, non_negative_float,
+                                           plugin_manager, port_number, positive_float,
+                                           protocol_path)
 
 
 def register(sub: Any) -> None:
@@ -42,7 +44,7 @@ def register(sub: Any) -> None:
 
 
 def _sim_config(args: argparse.Namespace) -> Any:
-    from ..sim import SimConfig
+    from .config import SimConfig
 
     outages = []
     for spec in args.outage or ():
@@ -69,7 +71,7 @@ def _sim_config(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ..sim import serve_forever
+    from .simulator import serve_forever
 
     cfg = _sim_config(args)
     backends = plugin_manager().backends()
