@@ -19,11 +19,13 @@ import asyncio
 import os
 import ssl
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 import requests
+from requests import compat as _compat
+from requests.models import RequestEncodingMixin
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
 from requests.utils import get_environ_proxies, select_proxy
@@ -33,6 +35,7 @@ from ..http import DEFAULT_MAX_BODY, DEFAULT_MAX_LINE, BodyCut, HttpRequest, _re
 from .bridge import await_
 
 _READ_SIZE = 64 * 1024
+complexjson = _compat.json  # the JSON module requests encodes bodies with
 #: aiohttp decodes these; a server must not answer in an encoding we cannot read.
 _ACCEPT_ENCODING = "gzip, deflate"
 
@@ -85,6 +88,35 @@ class AsyncTransport:
         return select_proxy(url, proxies) if proxies else None
 
     # ------------------------------------------------------------------ sending
+    def _prepare(self, req: HttpRequest) -> requests.PreparedRequest:
+        """The request as ``requests`` prepares it (the sync transport's wire format).  A
+        JSON or raw body takes a short path: ``Session.prepare_request`` re-merges
+        session settings and re-parses the URL on every call, about 0.4 ms."""
+        if isinstance(req.data, Mapping) or isinstance(req.data, (list, tuple)):
+            return self._prep.prepare_request(requests.Request(  # form fields: requests' way
+                req.method, req.url, headers=req.headers, params=req.params, json=req.json,
+                data=req.data, auth=req.auth))
+        p = requests.PreparedRequest()
+        p.method = req.method.upper()
+        url = req.url
+        if req.params:
+            query = RequestEncodingMixin._encode_params(req.params)
+            url = f"{url}{'&' if '?' in url else '?'}{query}"
+        p.url = url
+        headers = CaseInsensitiveDict(self._prep.headers)
+        headers.update(req.headers)
+        body: Any = req.data
+        if not body and req.json is not None:
+            body = complexjson.dumps(req.json, allow_nan=False).encode("utf-8")
+            if "content-type" not in headers:
+                headers["Content-Type"] = "application/json"
+        p.headers = headers
+        p.body = body
+        p._cookies = None  # type: ignore[attr-defined]
+        if req.auth is not None:
+            p = req.auth(p)
+        return p
+
     def send(self, req: HttpRequest, timeout: tuple[float, float], *,
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
         """The sync transport's ``send``, awaited on the loop (see the class docs)."""
@@ -103,9 +135,7 @@ class AsyncTransport:
                                      backend=backend, request_id=request_id)
             read = max(0.001, min(read, left))
             cut_at = loop.time() + left
-        prepared = self._prep.prepare_request(requests.Request(
-            req.method, req.url, headers=req.headers, params=req.params, json=req.json,
-            data=req.data, auth=req.auth))
+        prepared = self._prepare(req)
         headers = dict(prepared.headers)
         if "Accept-Encoding" not in req.headers:
             headers["Accept-Encoding"] = _ACCEPT_ENCODING
