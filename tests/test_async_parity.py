@@ -18,14 +18,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from async_facade import AsyncBackedClient  # noqa: E402
 
 
-def _suite(module: str, names: list[str]) -> dict[str, object]:
+def _suite(module: str, names: list[str], fixtures: tuple[str, ...] = ()) -> dict[str, object]:
     # A private copy of the module, so patching its ``Client`` leaves the sync run alone.
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.loader is not None
     copy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(copy)
     copy.Client = AsyncBackedClient  # type: ignore[attr-defined]
-    return {f"{name}__async": getattr(copy, name) for name in names}
+    out = {f"{name}__async": getattr(copy, name) for name in names}
+    out.update({name: getattr(copy, name) for name in fixtures})
+    return out
 
 
 globals().update(_suite("test_pipeline_basics", [
@@ -88,3 +90,20 @@ globals().update(_suite("test_pipeline_extensions", [
     "test_a_raising_observer_is_logged_and_ignored",
     "test_the_client_closes_only_the_store_it_made",
 ]))
+# The transport's bounds, over hostile real sockets: the deadline cuts a dripping body or
+# an endless stream, size bounds (body, stream line), redirects, cut or corrupt bodies,
+# network errors that chain nothing holding the key.
+globals().update(_suite("test_hostile_servers", [
+    "test_same_failure_every_time_ends_after_max_attempts_though_the_breaker_opens",
+    "test_attempts_never_exceed_max_attempts_for_many_requests_in_an_outage",
+    "test_a_body_that_drips_ends_at_the_deadline",
+    "test_attempt_timeout_bounds_each_attempt_and_the_next_one_succeeds",
+    "test_an_endless_stream_handed_to_the_caller_ends_at_the_deadline",
+    "test_a_stream_that_never_sends_its_first_event_ends_at_the_deadline",
+    "test_an_endless_body_is_refused_past_the_limit_and_not_retried",
+    "test_an_endless_stream_line_is_refused",
+    "test_a_redirect_fails_at_once_naming_the_location",
+    "test_a_cut_or_corrupt_body_is_transient_and_retried",
+    "test_a_body_cut_every_time_ends_in_connection_failed",
+    "test_network_errors_chain_no_requests_exception",
+], fixtures=("raw",)))

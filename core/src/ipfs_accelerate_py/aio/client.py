@@ -36,6 +36,53 @@ from .bridge import run_sync
 log = logging.getLogger("ipfs_accelerate")
 
 
+class _LoopFuture(RequestFuture):
+    """A job's future that also settles an asyncio future (the handle's) on its loop."""
+
+    def __init__(self, request_id: str, waiter: asyncio.Future,
+                 loop: asyncio.AbstractEventLoop, loop_thread: int | None) -> None:
+        super().__init__(request_id)
+        self._waiter = waiter
+        self._loop = loop
+        self._loop_thread = loop_thread
+
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        self._relay()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        super().set_exception(exception)
+        self._relay()
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        if cancelled:
+            self._relay()
+        return cancelled
+
+    def _relay(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._settle_waiter()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._settle_waiter)
+
+    def _settle_waiter(self) -> None:
+        waiter = self._waiter
+        if waiter.done():
+            return
+        if self._state == "CANCELLED" or self._state == "CANCELLED_AND_NOTIFIED":
+            waiter.cancel()
+            return
+        exc = self._exception
+        if isinstance(exc, RequestCancelled):
+            waiter.cancel()
+        elif exc is not None:
+            waiter.set_exception(exc)
+        else:
+            res = self._result
+            waiter.set_result(AsyncResultStream(res) if isinstance(res, ResultStream) else res)
+
+
 class RequestHandle:
     """What :meth:`AsyncClient.submit` returns: await it for the :class:`Result` (or the
     :class:`AsyncResultStream` of a stream); :meth:`cancel` it at any time."""
@@ -135,6 +182,11 @@ class AsyncResultStream:
         self._stream.close()
 
 
+def _resolve(w: asyncio.Future) -> None:
+    if not w.done():
+        w.set_result(None)
+
+
 def _next_or_stop(stream: ResultStream) -> StreamChunk:
     for chunk in stream:
         return chunk
@@ -183,8 +235,9 @@ class AsyncClient:
         s = self._s = p.s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._work = asyncio.Event()  # bound to a loop on first wait (3.10+)
-        self._space = asyncio.Event()
+        self._wakeup: asyncio.Future | None = None  # the dispatcher's sleep, if it sleeps
+        self._dirty = False  # a stage asked for a look since the dispatcher's last pick
+        self._space = asyncio.Event()  # bound to a loop on first wait (3.10+)
         self._dispatcher: asyncio.Task | None = None
         self._attempts: dict[Job, asyncio.Task] = {}  # jobs in flight -> their attempt
         self._tasks: set[asyncio.Task] = set()
@@ -204,14 +257,20 @@ class AsyncClient:
         elif not loop.is_closed():
             loop.call_soon_threadsafe(fn)
 
+    def _set_work(self) -> None:
+        self._dirty = True
+        w = self._wakeup
+        if w is not None and not w.done():
+            w.set_result(None)
+
     def _wake_work(self) -> None:
-        self._call(self._work.set)
+        self._call(self._set_work)
 
     def _wake_space(self) -> None:
         self._call(self._space.set)
 
     def _wake_all(self) -> None:
-        self._call(self._work.set)
+        self._call(self._set_work)
         self._call(self._space.set)
 
     def _bind(self) -> None:
@@ -247,6 +306,7 @@ class AsyncClient:
         self._bind()
         admission, s = self._pipeline.admission, self._s
         job = admission.admit(req)
+        waiter = self._waiter_for(job)
         block = self.config.block_when_full if block is None else block
         with s.lock:
             depth = admission.offer(job, True)
@@ -273,38 +333,19 @@ class AsyncClient:
                 with s.lock:
                     depth = admission.offer(job, True)
         fut: RequestFuture = job.future  # type: ignore[assignment]
-        waiter = self._waiter_for(fut)
         fut._on_cancel = self._on_cancelled
         admission.queued(job, depth)
         return RequestHandle(self, job, waiter)
 
-    def _waiter_for(self, fut: RequestFuture) -> asyncio.Future:
+    def _waiter_for(self, job: Job) -> asyncio.Future:
+        """Give ``job`` a future that also resolves an asyncio future on this loop (no
+        condition variable, no callback list: the stages settle on the loop's thread)."""
         loop = self._loop
         assert loop is not None
         waiter = loop.create_future()
-
-        def done(f: Any) -> None:
-            if waiter.done():
-                return
-            if f.cancelled():
-                waiter.cancel()
-                return
-            exc = f.exception()
-            if isinstance(exc, RequestCancelled):
-                waiter.cancel()
-            elif exc is not None:
-                waiter.set_exception(exc)
-            else:
-                res = f.result()
-                waiter.set_result(AsyncResultStream(res) if isinstance(res, ResultStream) else res)
-
-        def on_done(f: Any) -> None:
-            if threading.get_ident() == self._loop_thread:
-                done(f)
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(done, f)
-
-        fut.add_done_callback(on_done)
+        fut = _LoopFuture(job.request.request_id, waiter, loop, self._loop_thread)
+        fut._job = job
+        job.future = fut
         return waiter
 
     async def call(self, request: Request | str, operation: str | None = None,
@@ -406,7 +447,7 @@ class AsyncClient:
         dispatch, settlement, clock = p.dispatch, p.settlement, s.clock
         loop = asyncio.get_running_loop()
         while True:
-            self._work.clear()
+            self._dirty = False
             picked: list[Dispatch] = []
             failed: list[tuple[Job, BaseException]] = []
             with s.lock:
@@ -435,10 +476,18 @@ class AsyncClient:
             if picked or expired or failed:
                 await asyncio.sleep(0)  # let the attempts start; then look again
                 continue
+            # Sleep until a stage wakes us (work queued, capacity freed) or ``wait`` passes;
+            # a wake-up since the pick above (settling expired jobs) means: look again.
+            if self._dirty:
+                continue
+            self._wakeup = w = loop.create_future()
+            timer = None if wait is None else loop.call_later(wait, _resolve, w)
             try:
-                await asyncio.wait_for(self._work.wait(), wait)
-            except TimeoutError:
-                pass
+                await w
+            finally:
+                self._wakeup = None
+                if timer is not None:
+                    timer.cancel()
 
     def _attempt_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
