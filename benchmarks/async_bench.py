@@ -178,7 +178,9 @@ async def _gather_limited(n: int, c: int, one: Any) -> int:
 def _ours_config(c: int) -> Any:
     from ipfs_accelerate_py import BackendConfig, ClientConfig
 
-    backend = BackendConfig("openai", keys=KEYS, max_concurrent_per_key=c)
+    # connect_timeout 30 s: a burst of 5 000 connects overflows the server's accept queue
+    # (somaxconn), and the default 5 s would time some out and retry them.
+    backend = BackendConfig("openai", keys=KEYS, max_concurrent_per_key=c, connect_timeout=30.0)
     return backend, ClientConfig(max_concurrency=c, queue_size=None, default_deadline=None)
 
 

@@ -103,8 +103,10 @@ class AsyncTransport:
             query = RequestEncodingMixin._encode_params(req.params)
             url = f"{url}{'&' if '?' in url else '?'}{query}"
         p.url = url
-        headers = CaseInsensitiveDict(self._prep.headers)
-        headers.update(req.headers)
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        headers._store = dict(self._prep.headers._store)  # a copy of requests' defaults
+        for name, value in req.headers.items():
+            headers[name] = value
         body: Any = req.data
         if not body and req.json is not None:
             body = complexjson.dumps(req.json, allow_nan=False).encode("utf-8")
