@@ -30,8 +30,15 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
 from requests.utils import get_environ_proxies, select_proxy
 
-from ..errors import ConnectionFailed, ProviderError, RequestCancelled, RequestTimeout, ResponseTooLarge
-from ..http import DEFAULT_MAX_BODY, DEFAULT_MAX_LINE, BodyCut, HttpRequest, _redact, _short
+from ..errors import (
+    AccelerateError,
+    ConnectionFailed,
+    ProviderError,
+    RequestCancelled,
+    RequestTimeout,
+    ResponseTooLarge,
+)
+from ..http import DEFAULT_MAX_BODY, DEFAULT_MAX_LINE, BodyCut, HttpRequest, _redact
 from .bridge import await_
 
 _READ_SIZE = 64 * 1024
@@ -104,7 +111,7 @@ class AsyncTransport:
             url = f"{url}{'&' if '?' in url else '?'}{query}"
         p.url = url
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        headers._store = dict(self._prep.headers._store)  # a copy of requests' defaults
+        headers._store = self._prep.headers._store.copy()  # requests' defaults
         for name, value in req.headers.items():
             headers[name] = value
         body: Any = req.data
@@ -112,7 +119,7 @@ class AsyncTransport:
             body = complexjson.dumps(req.json, allow_nan=False).encode("utf-8")
             if "content-type" not in headers:
                 headers["Content-Type"] = "application/json"
-        p.headers = headers
+        p.headers = headers  # type: ignore[assignment]
         p.body = body
         p._cookies = None  # type: ignore[attr-defined]
         if req.auth is not None:
@@ -138,13 +145,13 @@ class AsyncTransport:
             read = max(0.001, min(read, left))
             cut_at = loop.time() + left
         prepared = self._prepare(req)
-        headers = dict(prepared.headers)
+        headers: dict[str, Any] = dict(prepared.headers)
         if "Accept-Encoding" not in req.headers:
             headers["Accept-Encoding"] = _ACCEPT_ENCODING
         body: Any = prepared.body
         if body is not None and not isinstance(body, (bytes, str)) and not hasattr(body, "read"):
             body = _aiter(body)  # an iterator of bytes (a raw upload)
-        failure: ProviderError | None = None
+        failure: AccelerateError | None = None
         resp: aiohttp.ClientResponse | None = None
         out: requests.Response | None = None
         max_body = req.max_body or DEFAULT_MAX_BODY
@@ -186,7 +193,7 @@ class AsyncTransport:
                               request_id=request_id)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # Never chained: aiohttp's exceptions keep the request's headers (the key).
-            failure = ConnectionFailed(f"connection failed: {_short(_no_headers(exc))}",
+            failure = ConnectionFailed(f"connection failed: {_no_headers(exc)[:300]}",
                                        backend=backend, request_id=request_id)
         _redact(prepared, req.auth)
         if failure is not None:
