@@ -361,7 +361,9 @@ class AsyncClient:
     async def stream(self, request: Request | str, operation: str | None = None,
                      payload: Any = None, **fields: Any) -> AsyncIterator[StreamChunk]:
         """``async for chunk in client.stream(...)``: submit a streaming request, wait for
-        its first chunk, yield the chunks.  Leaving the loop early closes the stream."""
+        its first chunk, yield the chunks.  Leaving the loop early closes the stream when
+        the generator is finalized; for a prompt release use :meth:`open_stream` with
+        ``async with``."""
         if isinstance(request, Request):
             request = request.evolve(stream=True)
         else:
@@ -509,10 +511,10 @@ class AsyncClient:
             pass  # an attempt in flight turns it into RequestCancelled; see _attempt_done
         except BaseException as exc:  # a bug of ours must not lose requests
             log.exception("ipfs-accelerate: internal error while executing a request")
-            if not d.settled:
-                p.settlement.unsent(d, exc)
             for j in d.jobs:
                 p.settlement.finish_error(j, exc, Outcome.ERROR)
+            if not d.settled:
+                p.settlement.unsent(d, exc)  # its capacity back; the jobs already ended
 
     # ------------------------------------------------------------------ stats / lifecycle
     def stats(self) -> StatsSnapshot:

@@ -210,13 +210,14 @@ class AsyncTransport:
         return out
 
     def close(self) -> None:
-        """Drop the session without waiting (use :meth:`aclose` on the loop)."""
+        """Close without waiting: on a running loop the session closes in a task (use
+        :meth:`aclose` to wait for it)."""
         session, self._session = self._session, None
         if session is not None and not session.closed:
-            connector = session.connector
-            if connector is not None:
-                connector._close()  # sync: closes every pooled socket now
-            session._connector = None
+            try:
+                asyncio.get_running_loop().create_task(session.close())
+            except RuntimeError:
+                pass  # no running loop: the sockets close with the session
         self._prep.close()
 
     async def aclose(self) -> None:
