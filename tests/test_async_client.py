@@ -427,3 +427,15 @@ def test_an_unchanged_plugin_backend_calls_and_streams():
     assert res.text and res.usage is not None and res.usage.total_tokens > 0
     assert len(chunks) > 1 and "".join(chunks) == text and text
     assert snap.backends["openai"]["outcomes"] == {"success": 2}
+
+
+def test_importing_the_async_client_loads_no_server_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, ipfs_accelerate_py.aio; print([m for m in ('http.server', "
+            "'socketserver', 'ipfs_accelerate_py.server', 'ipfs_accelerate_sim', 'aiohttp.web')"
+            " if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
