@@ -23,7 +23,7 @@ client process's peak RSS, and errors.
         [--clients ours-async,ours-sync,openai-async,litellm-async] [--write]
     .venv/bin/python benchmarks/async_bench.py --transports   # aiohttp vs httpx CPU/request
 
-``--write`` rewrites docs/benchmarks/async.md with the table.
+``--write`` replaces the results table in docs/benchmarks/async.md.
 """
 
 from __future__ import annotations
@@ -420,8 +420,12 @@ def main(argv: list[str]) -> int:
     finally:
         srv.close()
     print(table(rows))
-    if args.write:
-        (ROOT / "docs" / "benchmarks" / "async_table.md").write_text(table(rows) + "\n")
+    if args.write:  # the results table of docs/benchmarks/async.md
+        page = ROOT / "docs" / "benchmarks" / "async.md"
+        text = page.read_text()
+        start = text.index("\n", text.index("<!-- results")) + 1
+        end = text.index("<!-- /results -->")
+        page.write_text(text[:start] + table(rows) + "\n" + text[end:])
     return 0
 
 
