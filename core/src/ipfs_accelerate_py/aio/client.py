@@ -120,8 +120,7 @@ class RequestHandle:
         ``asyncio.CancelledError``)."""
         if self._job.future.done():
             return False
-        self._client._start_cancel(self._job)
-        return True
+        return self._client._start_cancel(self._job)[0]
 
     def __repr__(self) -> str:
         return f"<RequestHandle {self.request_id} {self._job.future._state}>"
@@ -412,34 +411,35 @@ class AsyncClient:
         if fut._job is not None:
             self._pipeline.settlement.cancelled(fut._job)
 
-    def _start_cancel(self, job: Job) -> asyncio.Task | None:
-        """Cancel ``job`` wherever it is; the attempt task to wait for, if one was cut."""
+    def _start_cancel(self, job: Job) -> tuple[bool, asyncio.Task | None]:
+        """Cancel ``job`` wherever it is: (whether it was cancelled, the attempt task to
+        wait for when one was cut)."""
         if job.future.cancel():  # still queued, never sent: it leaves the queue now
-            return None
-        task = self._attempts.get(job)
-        if task is not None:
-            d: Dispatch = task.dispatch  # type: ignore[attr-defined]
-            others = [j for j in d.jobs if j is not job and not j.future.done()]
-            if not others:
-                task.cancel()  # settlement gives the capacity back as the attempt ends
-                return task
-            # A batchmate still wants the shared call: only this request ends now.
-            self._pipeline.settlement.finish_error(job, RequestCancelled(
-                "cancelled by the caller"), Outcome.CANCELLED)
-            return None
+            return True, None
+        p, s = self._pipeline, self._s
         # Between attempts (waiting out a backoff, a breaker, a key): out of the queue.
-        s = self._s
         with s.lock:
             removed = s.queue.remove(job.entry)
             if removed:
                 s.wake_space()
         if removed:
-            self._pipeline.settlement.finish_error(job, RequestCancelled(
-                "cancelled by the caller"), Outcome.CANCELLED)
-        return None
+            p.settlement.finish_error(job, RequestCancelled("cancelled by the caller"),
+                                      Outcome.CANCELLED)
+            return True, None
+        task = self._attempts.get(job)
+        if task is not None and not task.done():
+            d: Dispatch = task.dispatch  # type: ignore[attr-defined]
+            if not any(j is not job and not j.future.done() for j in d.jobs):
+                task.cancel()  # settlement gives the capacity back as the attempt ends
+                return True, task
+            # A batchmate still wants the shared call: only this request ends now.
+            p.settlement.finish_error(job, RequestCancelled("cancelled by the caller"),
+                                      Outcome.CANCELLED)
+            return True, None
+        return False, None  # it ended meanwhile
 
     async def _cancel(self, job: Job) -> None:
-        task = self._start_cancel(job)
+        _, task = self._start_cancel(job)
         if task is not None:
             await asyncio.wait({task})
 
