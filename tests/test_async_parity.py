@@ -107,3 +107,11 @@ globals().update(_suite("test_hostile_servers", [
     "test_a_body_cut_every_time_ends_in_connection_failed",
     "test_network_errors_chain_no_requests_exception",
 ], fixtures=("raw",)))
+# Thread stress through the facade (64 threads submitting to one AsyncClient, an in-memory
+# sync transport answering 503s and 429s): every request ends exactly once, none lost.
+globals().update(_suite("test_pipeline_stress", ["test_64_threads_x_1000_submissions"]))
+# The rate limiter learning each header style, over real HTTP to the simulator.
+globals().update(_suite("test_rate_control", [
+    "test_openai_headers_of_any_style_teach_rate_and_burst",
+    "test_anthropic_headers_with_a_configured_rate_learn_the_burst",
+]))
