@@ -441,3 +441,21 @@ def test_importing_the_async_client_loads_no_server_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_in_memory_transport_works_too(pm):
+    import echo_backend
+
+    from ipfs_accelerate_sim.testing import MemoryServer
+
+    with MemoryServer(echo_backend.EchoServer()) as server:
+        async def main():
+            async with AsyncClient([BackendConfig("echo", keys=["test-key-1"])],
+                                   plugin_manager=pm, transport=server.transport) as c:
+                res = await c.call("echo", "echo", {"n": 3})
+                text = [ch.text async for ch in c.stream("echo", "stream", {"words": ["p"]})]
+                return res, text
+
+        res, text = run(main())
+    assert res.text == '{"n": 3}' and text == ["p"]
+    assert len(server.requests) == 2
