@@ -84,6 +84,13 @@ class ClientClosedError(AccelerateError):
     """The client was closed; no new request is accepted, queued ones were cancelled."""
 
 
+class RequestCancelled(AccelerateError):
+    """The caller cancelled the request while its attempt was in flight (the
+    ``AsyncClient``'s tasks): the attempt was cut, its capacity given back, and the request
+    ends with the ``cancelled`` outcome.  Awaiting its handle raises
+    ``asyncio.CancelledError``."""
+
+
 class PluginError(AccelerateError):
     """A plugin hook raised.  ``plugin`` names it; the original error is ``__cause__``."""
 

@@ -19,6 +19,7 @@ from ..errors import (
     ErrorClass,
     PluginError,
     ProviderError,
+    RequestCancelled,
 )
 from ..events import BreakerChanged, Outcome, RequestFinished, RequestRetried
 from ..results import ResultStream, Usage
@@ -283,6 +284,7 @@ class Settlement:
     # ------------------------------------------------------------ ending jobs
     def fail(self, job: Job, exc: BaseException) -> None:
         self.finish_error(job, exc, Outcome.PLUGIN_ERROR if isinstance(exc, PluginError)
+                          else Outcome.CANCELLED if isinstance(exc, RequestCancelled)
                           else Outcome.ERROR)
 
     def expired(self, job: Job) -> None:
@@ -324,6 +326,19 @@ class Settlement:
                 model=getattr(result, "model", None),
                 response_id=getattr(result, "provider_request_id", None), result=result,
                 tags=job.request.tags, cost=s.costs.cost_of(job)))
+
+    def unsent(self, d: Dispatch, exc: BaseException) -> None:
+        """A dispatch its driver dropped before sending it (the asyncio driver's task was
+        cancelled before its attempt began): give back everything it reserved, the
+        limiter's admission included, and end its jobs as cancelled."""
+        s = self.s
+        with s.lock:
+            now = s.clock()
+            if d.bstate.breaker.state(now) == "half_open":  # free its trial slot
+                d.bstate.breaker.record_neutral(now, d.epoch)
+            self._release(d, now, unsent=True)
+        for j in d.jobs:
+            self.finish_error(j, exc, Outcome.CANCELLED)
 
     def cancelled(self, job: Job) -> None:
         """A caller cancelled a queued request: take it out now, not when it surfaces."""
