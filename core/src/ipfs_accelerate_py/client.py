@@ -90,6 +90,7 @@ class Client:
         subscribe = getattr(clock, "subscribe", None)
         if subscribe is not None:
             subscribe(self._clock_moved)
+        p.submit = self.submit  # the semantic cache's embeddings go through this client
 
     def _clock_moved(self) -> None:
         with self._s.lock:
@@ -137,6 +138,8 @@ class Client:
         admission = self._pipeline.admission
         s = self._s
         job = admission.admit(req)
+        if self._pipeline.serve_from_cache(job):  # a hit ends here: no queue, key or token
+            return job.future  # type: ignore[return-value]
         block = self.config.block_when_full if block is None else block
         with s.lock:
             depth = admission.offer(job, wake)
@@ -319,7 +322,9 @@ class Client:
                         "healthy": k.healthy,
                         "limiter": k.limiter.snapshot(now),
                     }
-        return s.stats.snapshot(gauges)
+        snap = s.stats.snapshot(gauges)
+        cache = self._pipeline.cache
+        return snap if cache is None else attrs.evolve(snap, cache=cache.stats())
 
     def reset_stats(self) -> None:
         self._s.stats.reset()
@@ -360,6 +365,8 @@ class Client:
             if t is not threading.current_thread():
                 t.join(timeout=5)
         self._transport.close()
+        if self._pipeline.cache is not None:
+            self._pipeline.cache.close()
         if self._owns_store:  # only what this client made: a store passed in is shared
             try:
                 self._store.close()

@@ -65,6 +65,10 @@ class Result:
     provider_request_id: str | None = None
     key_id: str | None = None
     attempts: int = 1
+    #: Set on an answer served from the response cache: a
+    #: :class:`~ipfs_accelerate_py.caching.CacheHit` (entry key, namespace, store, kind,
+    #: similarity); None for an answer from the provider.
+    cache: Any = None
 
 
 @attrs.frozen
@@ -112,6 +116,8 @@ class ResultStream:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
+        #: A :class:`~ipfs_accelerate_py.caching.CacheHit` when replayed from the cache.
+        self.cache: Any = None
 
     @property
     def text(self) -> str:

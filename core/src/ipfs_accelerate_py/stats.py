@@ -129,10 +129,16 @@ class StatsSnapshot:
     keys: dict[str, dict[str, Any]]
     queue_depth: int = 0
     in_flight: int = 0
+    #: The response cache's counters (hits, misses, semantic hits and their similarity,
+    #: writes, store size), or None for a client without a cache.
+    cache: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backends": self.backends, "keys": self.keys, "queue_depth": self.queue_depth,
-                "in_flight": self.in_flight}
+        out = {"backends": self.backends, "keys": self.keys, "queue_depth": self.queue_depth,
+               "in_flight": self.in_flight}
+        if self.cache is not None:
+            out["cache"] = self.cache
+        return out
 
     def total(self, outcome: str = "success") -> int:
         return sum(b["outcomes"].get(outcome, 0) for b in self.backends.values())
@@ -168,6 +174,12 @@ class StatsSnapshot:
             from .limits_report import render_limits
 
             rows += ["", render_limits(self.keys)]
+        if self.cache is not None:
+            c = self.cache
+            store = c.get("store") or {}
+            rows += ["", f"cache: {c['hits']} hits, {c['semantic_hits']} semantic hits, "
+                         f"{c['misses']} misses, {c['writes']} writes; "
+                         f"{store.get('store', '?')} store: {store.get('entries', '?')} entries"]
         return "\n".join(rows)
 
     def __str__(self) -> str:

@@ -19,7 +19,7 @@ class Job:
 
     __slots__ = ("request", "bstate", "future", "submitted", "deadline", "attempts",
                  "outage_attempts", "tokens", "last_error", "entry", "running", "key_id",
-                 "acquired_at")
+                 "acquired_at", "cache")
 
     def __init__(self, request: Request, bstate: BackendState, future: Future,
                  submitted: float, deadline: float | None) -> None:
@@ -36,6 +36,7 @@ class Job:
         self.running = False
         self.key_id: str | None = None
         self.acquired_at: float | None = None  # when the limiter admitted the last attempt
+        self.cache: Any = None  # the cache stage's pending write (caching.stage.Pending)
 
 
 class BackendState:

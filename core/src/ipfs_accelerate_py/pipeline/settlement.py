@@ -35,6 +35,7 @@ SUCCESS, FAILURE, NEUTRAL = "success", "failure", "neutral"
 class Settlement:
     def __init__(self, s: Scheduling) -> None:
         self.s = s
+        self.cache: Any = None  # the response cache stage (caching.CacheStage), if any
 
     # ------------------------------------------------------------ the two primitives
     def _record(self, d: Dispatch, now: float, verdict: str | None, hint: Any = None,
@@ -120,6 +121,8 @@ class Settlement:
             stamp(r, bs.name, key_id, j.attempts, j.request.request_id)
             if j.future.done():
                 continue
+            if j.cache is not None and self.cache is not None:
+                self.cache.write(j, r)  # before resolving: the next identical request hits
             j.future.set_result(r)
             self.finished(j, Outcome.SUCCESS, r.usage if batch > 1 else usage, batch, result=r)
 
@@ -132,6 +135,8 @@ class Settlement:
             self._record(d, s.clock(), SUCCESS, outcome.hint)
 
         def closed(error: BaseException | None, usage: Usage | None) -> None:
+            if error is None and job.cache is not None and self.cache is not None:
+                self.cache.write_stream(job, stream)  # the whole answer, read to its end
             with s.lock:
                 self._release(d, s.clock(), usage)
             self.finished(job, Outcome.SUCCESS if error is None else Outcome.ERROR, usage, 1,
