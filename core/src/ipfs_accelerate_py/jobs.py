@@ -208,6 +208,7 @@ def result_json(result: Any) -> dict[str, Any]:
         "request_id": result.request_id,
         "key_id": result.key_id,
         "attempts": result.attempts,
+        "cache": _json_safe(getattr(result, "cache", None)),
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -333,6 +334,11 @@ def client_config_from_options(options: Any) -> Any:
         value = getattr(options, opt, None)
         if value is not None:
             kwargs[field] = value
+    cache = getattr(options, "cache", None)
+    if isinstance(cache, str) and cache:  # batch --cache PATH|URL (docs/caching.md)
+        from .caching.resolve import cache_url
+
+        kwargs["cache"] = cache_url(cache)
     return ClientConfig(**kwargs)
 
 

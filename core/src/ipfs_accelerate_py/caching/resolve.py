@@ -31,3 +31,15 @@ def resolve_cache(config: CacheConfig, pm: Any) -> CacheStage:
     if isinstance(store, str):
         return CacheStage(config, open_store(store, config, pm), owns_store=True)
     return CacheStage(config, store, owns_store=False)
+
+
+CACHE_ENV = "IPFS_ACCELERATE_CACHE"
+
+
+def cache_url(location: str) -> str:
+    """A command line's ``--cache``: a URL as given, a plain path as ``sqlite:///abs/path``."""
+    if "://" in location:
+        return location
+    import os
+
+    return "sqlite://" + os.path.abspath(location)

@@ -6,6 +6,7 @@
     ipfs-accelerate batch IN.jsonl -o OUT.jsonl  a resumable JSONL batch through the pipeline
     ipfs-accelerate sim --port 8765              the local provider simulator
     ipfs-accelerate demo                         simulator + a few hundred requests, offline
+    ipfs-accelerate cache stats|clear|export     look after a response cache
 
 One module per command, each with ``register(subparsers)`` adding its parser.  Plugins
 add commands (``accelerate_cli_commands``), options to any command
@@ -23,14 +24,14 @@ import argparse
 from typing import Sequence
 
 from ..jobs import JobError, read_batch_input
-from . import batch, demo, limits, plugins, request, sim
+from . import batch, cache, demo, limits, plugins, request, sim
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REDACT, CliError, err
 
 __all__ = ["main", "build_parser", "CliError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "REDACT", "read_batch_input"]
 
 #: The core's commands, in the order ``--help`` lists them.
-COMMANDS = (plugins, request, limits, batch, sim, demo)
+COMMANDS = (plugins, request, limits, batch, sim, demo, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
