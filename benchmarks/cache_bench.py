@@ -27,7 +27,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -169,7 +168,6 @@ def vector_search(sizes: list[int], dims: int, queries: int) -> list[dict[str, A
             del idx
         print(row, flush=True)
         out.append(row)
-        del X
     return out
 
 

@@ -252,3 +252,26 @@ def test_many_threads_one_answer_each(server):
         assert all(len(v) == 1 for v in by_prompt.values())  # never a wrong answer
         st = c.stats().cache
         assert st["hits"] + st["misses"] == 200 and st["store"]["entries"] == 20
+
+
+def test_invalidate_by_key_model_age_and_namespace(server):
+    now = [5_000_000.0]
+    store = MemoryCacheStore()
+    with client(server, CacheConfig(store=store, namespace="mine")) as c, \
+            client(server, CacheConfig(store=store, namespace="theirs")) as other:
+        c._pipeline.cache.wall_clock = other._pipeline.cache.wall_clock = lambda: now[0]
+        first = c.call("openai", "chat", CHAT)
+        now[0] += 100
+        c.call("openai", "chat", {**CHAT, "model": "gpt-4o"})
+        other.call("openai", "chat", CHAT)
+        key = c.call("openai", "chat", CHAT).cache.key
+        assert c.invalidate_cache(older_than=150) == 0
+        assert c.invalidate_cache(older_than=50) == 1  # the first entry, this namespace only
+        assert c.call("openai", "chat", CHAT).cache is None and first.text
+        assert c.invalidate_cache(key=key) == 1
+        assert c.invalidate_cache(model="gpt-4o") == 1
+        assert other.call("openai", "chat", CHAT).cache is not None  # untouched
+        assert c.invalidate_cache(all_namespaces=True) == 1
+        assert store.info()["entries"] == 0
+    with client(server) as c:
+        assert c.invalidate_cache() == 0

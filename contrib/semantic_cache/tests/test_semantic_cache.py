@@ -105,7 +105,7 @@ def test_a_shared_index_never_crosses_namespaces(server):
 def test_an_invalidated_entry_is_not_served_through_its_vector(server):
     with _client(server) as c:
         c.call("openai", "chat", chat("How do I fix a flat bicycle tire?"))
-        assert c._pipeline.cache.invalidate(model="gpt-4o-mini") == 1
+        assert c.invalidate_cache(model="gpt-4o-mini") == 1
         assert c.call("openai", "chat", chat("How can I repair a flat bicycle tire?")).cache is None
 
 

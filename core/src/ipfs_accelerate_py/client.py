@@ -326,6 +326,18 @@ class Client:
         cache = self._pipeline.cache
         return snap if cache is None else attrs.evolve(snap, cache=cache.stats())
 
+    def invalidate_cache(self, *, key: str | None = None, model: str | None = None,
+                         older_than: float | None = None, namespace: str | None = None,
+                         all_namespaces: bool = False) -> int:
+        """Delete response-cache entries of this client's namespace (or ``namespace``, or
+        every one) by entry key, model and/or age in seconds; all of them when no criterion
+        is given.  Returns how many (0 for a client without a cache)."""
+        cache = self._pipeline.cache
+        if cache is None:
+            return 0
+        return cache.invalidate(key=key, model=model, older_than=older_than,
+                                namespace=namespace, all_namespaces=all_namespaces)
+
     def reset_stats(self) -> None:
         self._s.stats.reset()
 
