@@ -275,3 +275,17 @@ def test_invalidate_by_key_model_age_and_namespace(server):
         assert store.info()["entries"] == 0
     with client(server) as c:
         assert c.invalidate_cache() == 0
+
+
+def test_nothing_about_the_api_key_is_stored(server, tmp_path):
+    path = tmp_path / "c.sqlite3"
+    secret = "test-key-cache-9f8e7d6c5b4a"
+    with make_client("openai", server.url + "/v1", keys=[secret],
+                     config={"cache": f"sqlite://{path}"}) as c:
+        c.call("openai", "chat", CHAT)
+        c.stream("openai", "chat", {**CHAT, "seed": 1}).collect()
+        key_id = c.stats().keys and next(iter(c.stats().keys)).split("/", 1)[1]
+        assert c.call("openai", "chat", CHAT).cache is not None
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert secret.encode() not in blob and key_id.encode() not in blob
+    assert b"Hello there" not in blob  # nor the request: only its hash and the answer
