@@ -218,3 +218,20 @@ def test_memory_store_refuses_an_entry_larger_than_its_bound():
     store.put(entry("n", "small"))
     store.put(attrs.evolve(entry("n", "big"), body=b"x" * 2000))
     assert [e.key for e in store.entries()] == ["small"]
+
+
+def test_a_hit_does_not_wait_for_another_writer(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCacheStore(path)
+    store.put(entry("n", "k"))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        got = store.get("n", "k", time.time() + 60)  # an LRU refresh is due: skipped
+        assert got is not None and decode_body("n", "k", got.body)["text"] == "a"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.close()

@@ -55,6 +55,7 @@ class SQLiteCacheStore:
         self.path = Path(path)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.timeout = timeout
         self._lock = threading.Lock()
         # One connection guarded by a lock: sqlite3 objects are not for concurrent use;
         # other processes are serialized by SQLite's own file locks (busy timeout).
@@ -82,9 +83,21 @@ class SQLiteCacheStore:
                                  "AND expires <= ?", (namespace, key, now))
                 return None
             if now - row[8] > 1.0:
-                self._db.execute("UPDATE entries SET last_used = ? WHERE namespace = ? AND key = ?",
-                                 (now, namespace, key))
+                self._touch(namespace, key, now)
             return e
+
+    def _touch(self, namespace: str, key: str, now: float) -> None:
+        # Best effort and never waiting: a hit must not queue behind another process's
+        # write for the busy timeout just to refresh its LRU time.
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("UPDATE entries SET last_used = ? WHERE namespace = ? AND key = ?",
+                       (now, namespace, key))
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
 
     def put(self, entry: CacheEntry) -> None:
         if entry.size > self.max_bytes:
