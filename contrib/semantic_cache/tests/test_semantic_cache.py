@@ -161,3 +161,19 @@ def test_bad_settings_are_named():
     with pytest.raises(ConfigError, match="threshold"):
         SemanticCache("openai", EMBED, threshold=1.5)
     assert Request("chat", chat("x")).cache is None
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "faiss"])
+def test_both_scan_kernels_find_the_same_neighbour(kernel):
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((300, 32))
+    idx = VectorIndex(kernel=kernel)
+    for i, v in enumerate(vecs):
+        idx.add("s", f"k{i}", v)
+    for j in (0, 17, 299):
+        q = vecs[j] + rng.standard_normal(32) * 0.05
+        key, sim = idx.search("s", q)
+        exact = int(np.argmax((vecs / np.linalg.norm(vecs, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))))
+        assert key == f"k{exact}" and 0.9 < sim <= 1.0 + 1e-6
+    with pytest.raises(ValueError, match="unknown kernel"):
+        VectorIndex(kernel="nope")
