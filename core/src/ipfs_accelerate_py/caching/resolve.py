@@ -19,9 +19,9 @@ def open_store(url: str, config: CacheConfig, pm: Any) -> Any:
     store = pm.hooks.accelerate_make_cache_store(url=url, config=config)
     if store is None:
         scheme = url.split("://", 1)[0]
-        hint = " (install ipfs-accelerate-redis)" if scheme in ("redis", "rediss", "unix") else ""
         raise ConfigError("cache.store", f"no installed plugin makes a cache store for "
-                                         f"{scheme}:// URLs{hint}")
+                                         f"{scheme}:// URLs (is its extra installed? see "
+                                         f"docs/caching.md)")
     return store
 
 
