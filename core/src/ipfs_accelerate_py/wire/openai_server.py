@@ -251,8 +251,8 @@ class CompatResponder:
         self.id_prefix = id_prefix
         self.check_models = check_models
         self.created = 1700000000
-        #: text, dims, seed -> vector: what embeddings answer (the simulator's semantic
-        #: embedding, ``ipfs_accelerate_sim.embedding.semantic_vector``, may replace it).
+        #: text, dims, seed -> vector: what embeddings answer (the simulator's
+        #: deterministic semantic embedding may replace it; docs/caching.md).
         self.vectorizer: Callable[[str, int, int], list[float]] = synth_vector
 
     # -- helpers ---------------------------------------------------------------------
