@@ -289,3 +289,8 @@ def test_nothing_about_the_api_key_is_stored(server, tmp_path):
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret.encode() not in blob and key_id.encode() not in blob
     assert b"Hello there" not in blob  # nor the request: only its hash and the answer
+
+
+def test_a_store_url_password_never_shows_in_a_repr():
+    cfg = ClientConfig(cache="redis://:hunter2-secret@cache.example:6379/0")
+    assert "hunter2-secret" not in repr(cfg) and "cache.example" in repr(cfg)

@@ -22,6 +22,12 @@ def _store(_inst: Any, attribute: Any, value: Any) -> None:
                                              f"(no {method}() method)")
 
 
+def _store_repr(value: Any) -> str:
+    from ..redaction import redact_url
+
+    return repr(redact_url(value)) if isinstance(value, str) else repr(value)
+
+
 def _positive_or_none(_inst: Any, attribute: Any, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                               or not value > 0):
@@ -60,7 +66,8 @@ class CacheConfig:
     """
 
     enabled: bool = attrs.field(default=True, validator=_flag)
-    store: Any = attrs.field(default="memory://", validator=_store)
+    #: Shown without user info or query string (a Redis URL may hold a password).
+    store: Any = attrs.field(default="memory://", validator=_store, repr=_store_repr)
     namespace: str = attrs.field(default="default", validator=_namespace)
     ttl: float | None = attrs.field(default=None, validator=_positive_or_none)
     max_entries: int = attrs.field(default=10_000, validator=_at_least_one)

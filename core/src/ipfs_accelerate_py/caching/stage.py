@@ -19,7 +19,7 @@ from .config import CacheConfig
 from .entry import CacheEntry, CacheHit, decode_body, encode_result, replay_chunk, result_from
 from .keys import Uncacheable, cache_key, is_cacheable
 
-log = logging.getLogger("ipfs_accelerate.cache")
+log = logging.getLogger("ipfs_accelerate")  # its redacting log filter applies
 
 REFRESH = "refresh"
 
