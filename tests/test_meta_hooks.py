@@ -108,6 +108,10 @@ class Recorder:
         self.called.add("accelerate_make_state_store")
 
     @hookimpl
+    def accelerate_make_cache_store(self, url: str, config: Any) -> None:
+        self.called.add("accelerate_make_cache_store")
+
+    @hookimpl
     def accelerate_make_observer(self, name: str, options: Any, config: Any) -> Any:
         self.called.add("accelerate_make_observer")
         return self if name == "meta-recorder" else None
@@ -171,6 +175,7 @@ def test_every_hook_is_called_by_a_client_run(echo_server):
     # Two requests at $0.01 each (the price hook's per-request fee) cross half the budget.
     cfg = ClientConfig(max_concurrency=1, strategy="meta-last", observers=("meta-recorder",),
                        budgets=[Budget("meta", usd="0.03")],
+                       cache="memory://",  # the cache store hook (echo is not cached)
                        breaker=BreakerPolicy(window_size=2, minimum_calls=2,
                                              failure_rate_threshold=1.0, open_interval=0.01))
     with Client([BackendConfig("echo", keys=["test-key-1", "test-key-2"],

@@ -94,6 +94,7 @@ class Client:
         subscribe = getattr(clock, "subscribe", None)
         if subscribe is not None:
             subscribe(self._clock_moved)
+        p.submit = self.submit  # the semantic cache's embeddings go through this client
 
     def _clock_moved(self) -> None:
         with self._s.lock:
@@ -141,6 +142,8 @@ class Client:
         admission = self._pipeline.admission
         s = self._s
         job = admission.admit(req)
+        if self._pipeline.serve_from_cache(job):  # a hit ends here: no queue, key or token
+            return job.future  # type: ignore[return-value]
         block = self.config.block_when_full if block is None else block
         with s.lock:
             depth = admission.offer(job, wake)
@@ -328,7 +331,21 @@ class Client:
                         "healthy": k.healthy,
                         "limiter": k.limiter.snapshot(now),
                     }
-        return s.costs.annotate(s.stats.snapshot(gauges))
+        snap = s.costs.annotate(s.stats.snapshot(gauges))
+        cache = self._pipeline.cache
+        return snap if cache is None else attrs.evolve(snap, cache=cache.stats())
+
+    def invalidate_cache(self, *, key: str | None = None, model: str | None = None,
+                         older_than: float | None = None, namespace: str | None = None,
+                         all_namespaces: bool = False) -> int:
+        """Delete response-cache entries of this client's namespace (or ``namespace``, or
+        every one) by entry key, model and/or age in seconds; all of them when no criterion
+        is given.  Returns how many (0 for a client without a cache)."""
+        cache = self._pipeline.cache
+        if cache is None:
+            return 0
+        return cache.invalidate(key=key, model=model, older_than=older_than,
+                                namespace=namespace, all_namespaces=all_namespaces)
 
     def reset_stats(self) -> None:
         self._s.stats.reset()
@@ -371,6 +388,8 @@ class Client:
                 t.join(timeout=5)
         self._transport.close()
         self._s.costs.close()  # settlements a shared ledger has not taken yet
+        if self._pipeline.cache is not None:
+            self._pipeline.cache.close()
         if self._owns_store:  # only what this client made: a store passed in is shared
             try:
                 self._store.close()

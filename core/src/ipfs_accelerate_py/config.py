@@ -207,6 +207,9 @@ class BackendConfig:
     max_line_bytes: int = attrs.field(default=8 * 1024 * 1024, converter=_as_int,
                                       validator=at_least_one)
     options: Mapping[str, Any] = attrs.field(factory=dict, validator=_instance_of(Mapping))
+    #: Response caching for this backend: None follows ``ClientConfig.cache``'s
+    #: ``enabled``; True / False turn it on or off here (docs/caching.md).
+    cache: bool | None = attrs.field(default=None, validator=attrs.validators.optional(_flag))
 
 
 def _state_store(_inst: Any, attribute: Any, value: Any) -> None:
@@ -252,6 +255,10 @@ def _budgets(value: Any) -> tuple[Any, ...]:
         return tuple(value)
     except TypeError:
         raise ConfigError("budgets", f"expected Budget objects, got {type(value).__name__}") from None
+def _cache_config(value: Any) -> Any:
+    from .caching.config import as_cache_config
+
+    return as_cache_config(value)
 
 
 @attrs.frozen
@@ -289,3 +296,7 @@ class ClientConfig:
     prices: Any = None
     #: Spending limits: :class:`~ipfs_accelerate_py.costs.Budget` objects.
     budgets: tuple[Any, ...] = attrs.field(default=(), converter=lambda v: _budgets(v))
+    #: Response caching (docs/caching.md): None (off), True (in memory), a store URL
+    #: (``memory://``, ``sqlite:///path``, ``redis://...``), a store object, or a
+    #: :class:`~ipfs_accelerate_py.caching.CacheConfig`.
+    cache: Any = attrs.field(default=None, converter=_cache_config)

@@ -25,6 +25,21 @@ def accelerate_make_state_store(url: str | None, config: Any) -> Any:
 
 
 @hookimpl(trylast=True)
+def accelerate_make_cache_store(url: str, config: Any) -> Any:
+    scheme = url.split("://", 1)[0]
+    if scheme == "memory":
+        from .caching import MemoryCacheStore
+
+        return MemoryCacheStore(config.max_entries, config.max_bytes)
+    if scheme == "sqlite":
+        from .caching import SQLiteCacheStore
+        from .caching.resolve import sqlite_path
+
+        return SQLiteCacheStore(sqlite_path(url), config.max_entries, config.max_bytes)
+    return None
+
+
+@hookimpl(trylast=True)
 def accelerate_backoff(request: Any, attempt: int, error: Any, policy: Any, now: float,
                        deadline: float | None, rng: Any) -> Any:
     from .retry import decide_retry

@@ -110,6 +110,23 @@ def accelerate_make_state_store(url: str | None, config: ClientConfig) -> StateS
 
 
 @hookspec(firstresult=True)
+def accelerate_make_cache_store(url: str, config: Any) -> Any:
+    """Make the response cache's store named by ``CacheConfig.store``.
+
+    :param url: the store's URL; answer only for a scheme you own (``redis://``...).
+    :param config: the client's :class:`~ipfs_accelerate_py.caching.CacheConfig`
+        (``max_entries``, ``max_bytes``, ``namespace``...).
+    :return: a :class:`~ipfs_accelerate_py.caching.CacheStore`, or None.  First result
+        wins; the core's default answers ``memory://`` (an LRU store in the process) and
+        ``sqlite:///path`` (a file shared by the processes of a host).  The client owns
+        (closes) what this returns.
+
+    Called once when a client with a cache is constructed, and by ``ipfs-accelerate
+    cache``, on the constructing thread.
+    """
+
+
+@hookspec(firstresult=True)
 def accelerate_make_observer(name: str, options: dict[str, Any], config: ClientConfig) -> Any:
     """Make an observer named in ``ClientConfig.observers`` or ``IPFS_ACCELERATE_OBSERVERS``.
 

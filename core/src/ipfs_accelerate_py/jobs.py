@@ -210,6 +210,7 @@ def result_json(result: Any) -> dict[str, Any]:
         "attempts": result.attempts,
         # Dollars as a string: exact, as the Decimal it is.
         "cost": str(result.cost) if getattr(result, "cost", None) is not None else None,
+        "cache": _json_safe(getattr(result, "cache", None)),
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -338,6 +339,11 @@ def client_config_from_options(options: Any) -> Any:
     from .costs.options import cost_config
 
     kwargs.update(cost_config(options))
+    cache = getattr(options, "cache", None)
+    if isinstance(cache, str) and cache:  # batch --cache PATH|URL (docs/caching.md)
+        from .caching.resolve import cache_url
+
+        kwargs["cache"] = cache_url(cache)
     return ClientConfig(**kwargs)
 
 

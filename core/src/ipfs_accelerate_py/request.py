@@ -39,6 +39,11 @@ def _deadline(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ConfigError("deadline", f"must be > 0 seconds, got {value!r}")
 
 
+def _cache_flag(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in (None, True, False, "refresh") or isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError("cache", f"must be None, True, False or 'refresh', got {value!r}")
+
+
 _NO_TAGS: Mapping[str, Any] = types.MappingProxyType({})  # shared: most requests have none
 _ID_MASK = (1 << 48) - 1
 
@@ -91,6 +96,9 @@ class Request:
     stream: bool = False
     #: Free-form caller data, carried to events (never sent to the provider).
     tags: Mapping[str, Any] = attrs.field(factory=lambda: _NO_TAGS)
+    #: Response cache: None follows the backend and client; True uses it, False bypasses
+    #: it, "refresh" skips the lookup and writes the new answer (docs/caching.md).
+    cache: bool | str | None = attrs.field(default=None, validator=_cache_flag)
 
     def evolve(self, **changes: Any) -> Request:
         return attrs.evolve(self, **changes)

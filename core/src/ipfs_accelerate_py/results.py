@@ -79,6 +79,10 @@ class Result:
     #: What the call cost in US dollars, from ``usage`` and the price table
     #: (:mod:`ipfs_accelerate_py.costs`); None when the model has no price.
     cost: Decimal | None = None
+    #: Set on an answer served from the response cache: a
+    #: :class:`~ipfs_accelerate_py.caching.CacheHit` (entry key, namespace, store, kind,
+    #: similarity); None for an answer from the provider.
+    cache: Any = None
 
 
 @attrs.frozen
@@ -128,6 +132,8 @@ class ResultStream:
         self.model: str | None = None
         #: Set when the stream ends: what it cost (None: no price, or no usage reported).
         self.cost: Decimal | None = None
+        #: A :class:`~ipfs_accelerate_py.caching.CacheHit` when replayed from the cache.
+        self.cache: Any = None
 
     @property
     def text(self) -> str:

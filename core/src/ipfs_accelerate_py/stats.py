@@ -133,11 +133,17 @@ class StatsSnapshot:
     #: (``ipfs_accelerate_py.costs``; per backend and key they are under ``"costs"``).
     #: Dollars are exact decimal strings: the snapshot stays JSON data.
     costs: dict[str, Any] = attrs.field(factory=dict)
+    #: The response cache's counters (hits, misses, semantic hits and their similarity,
+    #: writes, store size), or None for a client without a cache.
+    cache: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backends": self.backends, "keys": self.keys, "queue_depth": self.queue_depth,
-                "in_flight": self.in_flight, "costs": self.costs,
-                "spend": (self.costs.get("total") or {}).get("spend")}
+        out = {"backends": self.backends, "keys": self.keys, "queue_depth": self.queue_depth,
+               "in_flight": self.in_flight, "costs": self.costs,
+               "spend": (self.costs.get("total") or {}).get("spend")}
+        if self.cache is not None:
+            out["cache"] = self.cache
+        return out
 
     def total(self, outcome: str = "success") -> int:
         return sum(b["outcomes"].get(outcome, 0) for b in self.backends.values())
@@ -177,6 +183,12 @@ class StatsSnapshot:
             from .costs.report import render_costs
 
             rows += ["", render_costs(self)]
+        if self.cache is not None:
+            c = self.cache
+            store = c.get("store") or {}
+            rows += ["", f"cache: {c['hits']} hits, {c['semantic_hits']} semantic hits, "
+                         f"{c['misses']} misses, {c['writes']} writes; "
+                         f"{store.get('store', '?')} store: {store.get('entries', '?')} entries"]
         return "\n".join(rows)
 
     def __str__(self) -> str:

@@ -81,3 +81,15 @@ def accelerate_cli_run_batch(job: Any) -> int | None:
     from .batch import run_cli_job
 
     return run_cli_job(job)
+
+
+# ---------------------------------------------------------------- response cache
+@hookimpl
+def accelerate_make_cache_store(url: str, config: Any) -> Any:
+    """``CacheConfig(store="redis://host:6379/0")``: the response cache in Redis, shared
+    by every process and host using it."""
+    if url.split("://", 1)[0] not in SCHEMES:
+        return None
+    from .cache import RedisCacheStore
+
+    return RedisCacheStore(url, max_entries=config.max_entries, max_bytes=config.max_bytes)

@@ -7,6 +7,7 @@
     ipfs-accelerate prices                       the model price table in use (date, source)
     ipfs-accelerate sim --port 8765              the local simulator (ipfs-accelerate-sim)
     ipfs-accelerate demo                         simulator + requests, offline (the same)
+    ipfs-accelerate cache stats|clear|export     look after a response cache
 
 One module per command, each with ``register(subparsers)`` adding its parser.  Plugins
 add commands (``accelerate_cli_commands``: the simulator distribution adds ``sim`` and
@@ -25,14 +26,14 @@ import argparse
 from typing import Sequence
 
 from ..jobs import JobError, read_batch_input
-from . import batch, limits, plugins, prices, request
+from . import batch, cache, limits, plugins, prices, request
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, REDACT, CliError, err
 
 __all__ = ["main", "build_parser", "CliError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
            "REDACT", "read_batch_input"]
 
 #: The core's commands, in the order ``--help`` lists them.
-COMMANDS = (plugins, request, limits, batch, prices)
+COMMANDS = (plugins, request, limits, batch, prices, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

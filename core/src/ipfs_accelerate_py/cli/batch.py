@@ -56,6 +56,10 @@ def register(sub: Any) -> None:
                    help="discard OUT and the journal and start over")
     p.add_argument("--force", action="store_true",
                    help="overwrite an existing OUT (or errors file) that has no journal")
+    p.add_argument("--cache", metavar="PATH|URL",
+                   help="answer repeated requests from this response cache (a SQLite file, "
+                        "made if missing, or a URL such as redis://host:6379/0); see "
+                        "docs/caching.md")
     add_key_options(p)
     add_pipeline_options(p)
     from .prices import add_cost_options

@@ -19,8 +19,9 @@ from ..backend import Backend
 from ..config import BackendConfig, ClientConfig
 from ..costs import make_tracker
 from ..errors import ConfigError, PluginError
-from ..events import RequestStarted
+from ..events import Outcome, RequestStarted
 from ..keys import ApiKey
+from ..results import Result
 from ..retry import RetryBudget
 from ..selection import KeyCandidate
 from .admission import Admission
@@ -54,10 +55,49 @@ class Pipeline:
             raise ConfigError("backends", "at least one backend is required")
         s.costs = make_tracker(config, pm, [b.backend for b in s.backends.values()], store,
                                self._budget_event, clock)
+        self.cache: Any = None  # the response cache stage, made on first need
+        #: Set by the driver: ``submit(Request) -> Future`` through this pipeline.
+        self.submit: Callable[[Any], Any] | None = None
+        if config.cache is not None or any(b.config.cache for b in s.backends.values()):
+            self.cache_stage()
 
     def _budget_event(self, event: Any) -> None:
         if self.monitor.wants("accelerate_on_budget"):
             self.monitor.emit("accelerate_on_budget", event)
+
+    # ------------------------------------------------------------------ the cache stage
+    def cache_stage(self) -> Any:
+        """The client's cache stage (``caching.CacheStage``), made on first need: when
+        the config names a cache, or a backend or request asks for one (then in memory)."""
+        if self.cache is None:
+            from ..caching import CacheConfig, resolve_cache
+
+            with self.s.lock:
+                if self.cache is None:
+                    cfg = self.s.config.cache or CacheConfig(enabled=False)
+                    stage = resolve_cache(cfg, self.pm)
+                    stage.submit = lambda req: self.submit(req)  # type: ignore[misc]
+                    self.cache = self.settlement.cache = stage
+        return self.cache
+
+    def serve_from_cache(self, job: Job) -> bool:
+        """Before the queue: resolve ``job`` from the cache if it may and can (no key, no
+        limiter token, no budget).  True when it was served; a miss leaves the job the
+        key to write at settlement."""
+        cache = self.cache
+        if cache is None:
+            if job.request.cache not in (True, "refresh"):
+                return False
+            cache = self.cache_stage()
+        if self.s.closing:
+            return False  # admission refuses it with ClientClosedError
+        hit = cache.lookup(job)
+        if hit is None:
+            return False
+        job.future.set_result(hit)
+        self.settlement.finished(job, Outcome.SUCCESS, None, 1,
+                                 result=hit if isinstance(hit, Result) else None)
+        return True
 
     # ------------------------------------------------------------------ set-up
     def _add_backend(self, item: BackendConfig | Backend) -> None:

@@ -19,7 +19,7 @@ class Job:
 
     __slots__ = ("request", "bstate", "future", "submitted", "deadline", "attempts",
                  "outage_attempts", "tokens", "last_error", "entry", "running", "key_id",
-                 "acquired_at", "reservation", "cost_units", "cost_model")
+                 "acquired_at", "reservation", "cost_units", "cost_model", "cache")
 
     def __init__(self, request: Request, bstate: BackendState, future: Future,
                  submitted: float, deadline: float | None) -> None:
@@ -39,6 +39,7 @@ class Job:
         self.reservation: Any = None  # budget reservations of the attempt in flight (costs)
         self.cost_units: int | None = None  # the result's cost in pico-dollars (costs)
         self.cost_model: str | None = None
+        self.cache: Any = None  # the cache stage's pending write (caching.stage.Pending)
 
 
 class BackendState:

@@ -36,6 +36,7 @@ SUCCESS, FAILURE, NEUTRAL = "success", "failure", "neutral"
 class Settlement:
     def __init__(self, s: Scheduling) -> None:
         self.s = s
+        self.cache: Any = None  # the response cache stage (caching.CacheStage), if any
 
     # ------------------------------------------------------------ the two primitives
     def _record(self, d: Dispatch, now: float, verdict: str | None, hint: Any = None,
@@ -123,6 +124,8 @@ class Settlement:
             if j.future.done():
                 s.costs.finished(j, r.usage, None, False)  # billed, though nobody takes it
                 continue
+            if j.cache is not None and self.cache is not None:
+                self.cache.write(j, r)  # before resolving: the next identical request hits
             j.future.set_result(r)
             self.finished(j, Outcome.SUCCESS, r.usage if batch > 1 else usage, batch, result=r)
 
@@ -136,6 +139,8 @@ class Settlement:
 
         def closed(error: BaseException | None, usage: Usage | None) -> None:
             s.costs.price_stream(job, stream, usage)
+            if error is None and job.cache is not None and self.cache is not None:
+                self.cache.write_stream(job, stream)  # the whole answer, read to its end
             with s.lock:
                 self._release(d, s.clock(), usage)
             self.finished(job, Outcome.SUCCESS if error is None else Outcome.ERROR, usage, 1,

@@ -14,7 +14,7 @@ import json
 import math
 import struct
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .openai_compat import count_tokens, encode_base64_floats, messages_text
 from .ratelimit import RateLimitInfo, format_duration
@@ -251,6 +251,9 @@ class CompatResponder:
         self.id_prefix = id_prefix
         self.check_models = check_models
         self.created = 1700000000
+        #: text, dims, seed -> vector: what embeddings answer (the simulator's
+        #: deterministic semantic embedding may replace it; docs/caching.md).
+        self.vectorizer: Callable[[str, int, int], list[float]] = synth_vector
 
     # -- helpers ---------------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None,
@@ -429,7 +432,7 @@ class CompatResponder:
             return self.error(400, f"'{fmt}' is not one of ['float', 'base64']",
                               param="encoding_format")
         texts = [x if isinstance(x, str) else " ".join(map(str, x)) for x in inputs]
-        vectors = [synth_vector(t, int(dims), self.seed) for t in texts]
+        vectors = [self.vectorizer(t, int(dims), self.seed) for t in texts]
         usage = usage_dict(sum(count_tokens(t) for t in texts))
         return ServerResponse.json(render_embeddings(model, vectors, usage=usage,
                                                      encoding_format=fmt))

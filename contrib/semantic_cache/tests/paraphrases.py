@@ -1,0 +1,58 @@
+"""A labelled set made for the tests: (prompt, other prompt, same meaning?).
+
+Paraphrases reword, reorder, add politeness or use a common synonym; non-pairs are the
+hard cases -- same topic and most words shared, but another entity, number or intent.
+"""
+
+PAIRS: list[tuple[str, str, bool]] = [
+    # paraphrases
+    ("What is the capital of France?", "what's the capital of France", True),
+    ("What is the capital of France?", "Tell me the capital of France, please.", True),
+    ("How do I buy a used car?", "How can I purchase a used automobile?", True),
+    ("Explain quantum entanglement.", "Please describe quantum entanglement", True),
+    ("What is the population of Tokyo?", "What is the number of people in Tokyo?", True),
+    ("Give me a recipe for banana bread", "recipe for banana bread please", True),
+    ("How fast is a cheetah?", "How quick is a cheetah", True),
+    ("Write a poem about the sea", "Compose a poem about the sea.", True),
+    ("Translate 'good morning' into Spanish", "translate good morning into spanish", True),
+    ("What are the symptoms of the flu?", "What symptoms does the flu have?", True),
+    ("Summarize the plot of Hamlet", "Give me a summary of the plot of Hamlet", True),
+    ("How do I fix a flat bicycle tire?", "How can I repair a flat bicycle tire?", True),
+    ("Who wrote Pride and Prejudice?", "Pride and Prejudice was written by whom?", True),
+    ("How big is the Pacific Ocean?", "How large is the Pacific Ocean", True),
+    ("When did World War II end?", "When did World War II finish?", True),
+    ("What is the boiling point of water?", "what is water's boiling point", True),
+    ("Can you help me start a vegetable garden?", "Help me begin a vegetable garden", True),
+    ("List the planets of the solar system", "list the solar system's planets", True),
+    ("What is the price of gold today?", "What does gold cost today?", True),
+    ("Explain how vaccines work", "Describe how vaccines work.", True),
+    ("Recommend a good science fiction movie", "recommend a good science fiction film", True),
+    ("How do I make pancakes?", "How do I cook pancakes", True),
+    ("What is the distance from Earth to the Moon?", "What is the Earth to Moon distance?", True),
+    ("Why is the sky blue?", "why is the sky blue", True),
+    # not the same question
+    ("What is the capital of France?", "What is the capital of Germany?", False),
+    ("What is the capital of France?", "What is the population of France?", False),
+    ("How do I buy a used car?", "How do I sell a used car?", False),
+    ("Explain quantum entanglement.", "Explain quantum tunnelling.", False),
+    ("Give me a recipe for banana bread", "Give me a recipe for zucchini bread", False),
+    ("How fast is a cheetah?", "How fast is a falcon?", False),
+    ("Write a poem about the sea", "Write a poem about the mountains", False),
+    ("Translate 'good morning' into Spanish", "Translate 'good morning' into French", False),
+    ("What are the symptoms of the flu?", "What are the symptoms of measles?", False),
+    ("Summarize the plot of Hamlet", "Summarize the plot of Macbeth", False),
+    ("How do I fix a flat bicycle tire?", "How do I fix a flat car tire?", False),
+    ("Who wrote Pride and Prejudice?", "Who wrote War and Peace?", False),
+    ("When did World War II end?", "When did World War I end?", False),
+    ("What is the boiling point of water?", "What is the freezing point of water?", False),
+    ("List the planets of the solar system", "List the moons of Jupiter", False),
+    ("What is the price of gold today?", "What is the price of silver today?", False),
+    ("Explain how vaccines work", "Explain how antibiotics work", False),
+    ("Recommend a good science fiction movie", "Recommend a good horror movie", False),
+    ("How do I make pancakes?", "How do I make waffles?", False),
+    ("What is 2 + 2?", "What is 2 + 3?", False),
+    ("Convert 10 miles to kilometers", "Convert 100 miles to kilometers", False),
+    ("Is it going to rain in Paris tomorrow?", "Is it going to rain in London tomorrow?", False),
+    ("Why is the sky blue?", "Why is the sea blue?", False),
+    ("Tell me a joke about cats", "Tell me a joke about dogs", False),
+]
