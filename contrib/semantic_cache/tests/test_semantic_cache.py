@@ -177,3 +177,25 @@ def test_both_scan_kernels_find_the_same_neighbour(kernel):
         assert key == f"k{exact}" and 0.9 < sim <= 1.0 + 1e-6
     with pytest.raises(ValueError, match="unknown kernel"):
         VectorIndex(kernel="nope")
+
+
+def test_the_asyncio_client_awaits_the_embedding_through_its_own_pipeline(server):
+    import asyncio
+
+    from ipfs_accelerate_py import BackendConfig
+    from ipfs_accelerate_py.aio import AsyncClient
+
+    async def main():
+        matcher = SemanticCache("openai", EMBED, embedding_options={"dimensions": 64})
+        async with AsyncClient([BackendConfig("openai", keys=["test-key-1"],
+                                              base_url=server.url + "/v1")],
+                               cache=CacheConfig(semantic=matcher)) as c:
+            first = await c.call("openai", "chat", chat("What is the capital of France?"))
+            hit = await c.call("openai", "chat", chat("Tell me the capital of France, please."))
+            return first, hit, c.stats()
+
+    # debug mode: a lookup that blocked the loop waiting for its embedding would deadlock
+    first, hit, st = asyncio.run(main(), debug=True)
+    assert hit.cache is not None and hit.cache.kind == "semantic" and hit.text == first.text
+    assert calls(server, "/chat/completions") == 1 and calls(server, "/embeddings") == 2
+    assert st.backends["openai"]["requests"] == 4  # 2 chats (one a hit) + 2 embeddings

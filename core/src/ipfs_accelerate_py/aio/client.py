@@ -31,7 +31,7 @@ from ..plugins import PluginManager, get_plugin_manager
 from ..request import Request
 from ..results import Result, ResultStream, StreamChunk
 from ..stats import StatsSnapshot
-from .bridge import run_sync
+from .bridge import await_, run_sync
 
 log = logging.getLogger("ipfs_accelerate")
 
@@ -81,6 +81,18 @@ class _LoopFuture(RequestFuture):
         else:
             res = self._result
             waiter.set_result(AsyncResultStream(res) if isinstance(res, ResultStream) else res)
+
+
+class _Awaited:
+    """A coroutine whose ``result()`` is awaited from code the bridge runs."""
+
+    __slots__ = ("_coro",)
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+
+    def result(self) -> Any:
+        return await_(self._coro)
 
 
 class RequestHandle:
@@ -245,6 +257,7 @@ class AsyncClient:
         subscribe = getattr(clock, "subscribe", None)
         if subscribe is not None:
             subscribe(self._wake_all)
+        p.submit = self._bridged_submit  # the semantic cache's embeddings go through here
 
     # ------------------------------------------------------------------ wake-ups
     def _call(self, fn: Callable[[], None]) -> None:
@@ -306,6 +319,12 @@ class AsyncClient:
         admission, s = self._pipeline.admission, self._s
         job = admission.admit(req)
         waiter = self._waiter_for(job)
+        p = self._pipeline
+        # The cache stage before the queue; run on the bridge, so a semantic lookup's
+        # embeddings request (through this client) is awaited, not waited for.
+        if (p.cache is not None or req.cache in (True, "refresh")) and \
+                await run_sync(p.serve_from_cache, job):
+            return RequestHandle(self, job, waiter)
         block = self.config.block_when_full if block is None else block
         with s.lock:
             depth = admission.offer(job, True)
@@ -335,6 +354,21 @@ class AsyncClient:
         fut._on_cancel = self._on_cancelled
         admission.queued(job, depth)
         return RequestHandle(self, job, waiter)
+
+    def _bridged_submit(self, req: Request) -> _Awaited:
+        """``pipeline.submit`` for the cache stage, which runs on the bridge: its
+        ``.result()`` awaits the request on the loop instead of blocking it."""
+        async def run() -> Any:
+            return await (await self._submit(req, None, None))
+        return _Awaited(run())
+
+    def invalidate_cache(self, *, key: str | None = None, model: str | None = None,
+                         older_than: float | None = None, namespace: str | None = None,
+                         all_namespaces: bool = False) -> int:
+        """As :meth:`Client.invalidate_cache <ipfs_accelerate_py.client.Client.invalidate_cache>`."""
+        return _SyncClient.invalidate_cache(self, key=key, model=model,  # type: ignore[arg-type]
+                                            older_than=older_than, namespace=namespace,
+                                            all_namespaces=all_namespaces)
 
     def _waiter_for(self, job: Job) -> asyncio.Future:
         """Give ``job`` a future that also resolves an asyncio future on this loop (no
@@ -582,6 +616,9 @@ class AsyncClient:
                 await aclose()
             else:
                 self._transport.close()
+        self._s.costs.close()  # settlements a shared ledger has not taken yet
+        if self._pipeline.cache is not None:
+            self._pipeline.cache.close()
         if self._owns_store:
             try:
                 self._store.close()
