@@ -49,6 +49,10 @@ def test_hit_resolves_without_a_key_token_or_attempt(server):
         assert second.text == first.text and second.usage == first.usage
         assert isinstance(second.cache, CacheHit) and second.cache.kind == "exact"
         assert second.key_id is None and second.attempts == 0
+        # a hit costs exactly nothing: priced at zero, never counted as "no price"
+        assert first.cost is not None and first.cost > 0 and second.cost == 0
+        assert c.stats().costs["total"]["unpriced"] == 0
+        assert c.stats().costs["total"]["spend"] == str(first.cost.normalize())
         assert second.request_id != first.request_id
         # the key saw one request only: no slot, no limiter token, no tokens booked
         assert c.stats().keys == key_before
