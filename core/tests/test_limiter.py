@@ -487,6 +487,7 @@ def _drive(style: str, rps: float, burst: float, latency: float, n: int, *,
             now = max(now, t)
             if ok:
                 k.observe(info, now, sent_at=sent_at)
+                k.observe_success(now)  # as the pipeline does
             else:
                 k.observe(info, now, sent_at=sent_at)
                 k.observe_429(info.retry_after, now)

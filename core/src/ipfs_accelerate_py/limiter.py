@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 from .errors import ConfigError
+from .rate_trend import RemainingTrend, TrendEstimate
 
 __all__ = ["TokenBucket", "KeyLimiter"]
 
@@ -141,6 +142,14 @@ _CREEP = 1e-4
 _UNCONFIRMED = "headers: limit per window (unconfirmed)"
 #: Requests sent closer together than this are not compared by their ``remaining``.
 _ADMIT_MIN_GAP = 0.05
+#: Probing while no reset bounds the rate: the step up per response that shows the
+#: server's bucket full although ours held a request back within the last
+#: ``_PROBE_RECENT`` seconds, and the cut per 429 before any run of responses proved an
+#: upper bound (after one: ``_CUT_PROVEN``).
+_PROBE_STEP = 0.05
+_PROBE_RECENT = 1.0
+_CUT_UNPROVEN = 0.5
+_CUT_PROVEN = 0.99
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -168,7 +177,7 @@ class _Evidence:
     """
 
     __slots__ = ("limit", "window", "peak", "samples", "learn_burst", "rate", "capacity",
-                 "source")
+                 "source", "proven")
 
     def __init__(self, learn_burst: bool) -> None:
         self.limit: float | None = None
@@ -180,6 +189,8 @@ class _Evidence:
         self.rate: float | None = None
         self.capacity: float | None = None
         self.source: str | None = None
+        #: The resets bound the rate from above (else it is a prior or a lower bound).
+        self.proven = False
 
     def add(self, limit: float | None, remaining: float | None, reset: float | None,
             window: float | None, resolution: float, admitted: bool = False) -> None:
@@ -225,6 +236,7 @@ class _Evidence:
             if found is not None or len(self.samples) <= 1:
                 break
             del self.samples[0]  # contradicted by what came after
+        self.proven = found is not None and found[2] != _UNCONFIRMED
         if found is None:
             found = self._fallback()
         self.rate, self.capacity, self.source = found if found else (None, None, None)
@@ -271,7 +283,7 @@ class _Dimension:
     """One quota dimension of a key: a configured bucket, a learned one, or both (all
     enforced), the evidence, and the history of what was taken when."""
 
-    __slots__ = ("full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+    __slots__ = ("trend", "trend_limit", "probe", "probe_refused", "limited_at", "full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
                  "evidence", "history", "taken", "rate_source", "cap_source")
 
     def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
@@ -294,6 +306,12 @@ class _Dimension:
         self.admits: deque[tuple[float, float]] = deque(maxlen=24)  # (sent_at, remaining)
         self.admit_floor = 0.0  # the refill rate the server's admissions prove
         self.full_by: tuple[float, float] | None = None  # (when full, the send it is from)
+        self.trend = RemainingTrend()  # the rate ``remaining`` proves over time
+        self.trend_limit: float | None = None  # the stated limit the trend is about
+        #: The working rate (and its source) while no reset bounds the rate from above.
+        self.probe: tuple[float, str] | None = None
+        self.probe_refused = False  # a 429 refused the working rate: probe by creeping
+        self.limited_at = -math.inf  # when the learned bucket last held a request back
         self.rate_source = None if cfg_rate is None else "configured"
         self.cap_source = None if cfg_rate is None else cap_source
 
@@ -304,6 +322,8 @@ class _Dimension:
         wait = 0.0
         for b in self.buckets():
             w = b.wait_time(cost, now)
+            if b is self.learned and w > 0:
+                self.limited_at = now
             if b is self.learned and w > 0 and self.full_by is not None:
                 # The server said its bucket is full by ``full_by``: it then holds C less
                 # what we sent since.  Never wait longer than that for a learned guess.
@@ -337,7 +357,8 @@ class _Dimension:
         Any reset resolution: this is what lifts an under-estimated rate at once."""
         best = 0.0
         self.admits.append((sent_at, remaining))
-        items = sorted(self.admits)
+        # of requests sent at one instant, the one that left more was admitted first
+        items = sorted(self.admits, key=lambda a: (a[0], -a[1]))
         for i, (t_i, r_i) in enumerate(items):
             n = 0
             for t_k, r_k in items[i + 1:]:
@@ -378,6 +399,43 @@ class _Dimension:
         if denom > 2 * _PAIR_RESOLUTION:
             self.pairs.append((b - a) / denom)
 
+    def _floor(self, cap: float) -> float:
+        """The slowest refill the evidence proves (admissions, resets, the trend)."""
+        est = self.trend.estimate
+        return max(self.admit_floor, self.evidence.lo_of(cap), 0.0 if est is None else est.lo)
+
+    def _trend_rate(self, rate: float, cap: float, source: str, sent_at: float,
+                    remaining: float, est: TrendEstimate | None) -> tuple[float, str]:
+        """The rate once ``remaining`` over time is read too (see :mod:`.rate_trend`).
+
+        Resets that bound the rate from above (ms durations) are exact already, and more
+        so than the trend (whose send times are when requests were admitted, not when
+        they reached the server): they are kept.  Where none does (whole-second instants; a
+        ``limit`` whose window is unknown), the rate is a working one, AIMD-like: raised
+        5 % per response showing the server's bucket full while ours held requests back
+        (we are below the quota), set to the trend's estimate whenever a run of responses
+        extends it, cut on a 429 (:meth:`refused`), never below what is proven nor above
+        the trend's proven upper bound."""
+        ev = self.evidence
+        if ev.proven:
+            return rate, source
+        if self.probe is None:
+            self.probe = (rate, source)
+        p, source = self.probe
+        if est is not None and est.end == sent_at:
+            p, source = est.rate, "headers: remaining over time"
+        elif remaining >= cap - 1.0 and sent_at - self.limited_at <= _PROBE_RECENT:
+            # after a refusal, creep (about one refusal per 1/_CREEP responses at most)
+            p = p * (1.0 + (_CREEP if self.probe_refused else _PROBE_STEP))
+            if est is not None:
+                p = min(p, est.hi)
+            source = "headers: probed above what is proven"
+        floor = self._floor(cap)
+        if floor > p:
+            p, source = floor, "headers: remaining (server admitted faster)"
+        self.probe = (p, source)
+        return p, source
+
     def taken_since(self, t: float) -> float | None:
         """Units taken strictly after ``t``; None when history no longer reaches back."""
         before = 0.0
@@ -417,10 +475,18 @@ class _Dimension:
             if rate is not None and floor > rate:
                 # the server admitted faster than the learned rate allows: believe it
                 rate, source = floor, "headers: remaining (server admitted faster)"
-        if self.ceiling is not None and admitted:
+            if ev.limit != self.trend_limit:  # a new quota: old runs and probes are void
+                self.trend.clear()
+                self.probe, self.trend_limit, self.probe_refused = None, ev.limit, False
+            # every admitted response counts (the trend counts the requests between two);
+            # a run is told by the smallest capacity the server may have (peak + 1)
+            est = self.trend.add(sent_at, remaining, ev.peak + 1.0)
+            if rate is not None and cap is not None and source is not None:
+                rate, source = self._trend_rate(rate, cap, source, sent_at, remaining, est)
+        if self.ceiling is not None and admitted and ev.proven:
             self.ceiling *= 1.0 + _CREEP
         if (self.ceiling is not None and source is not None and rate is not None
-                and cap is not None and self.ceiling < rate):
+                and cap is not None and self.ceiling < rate and ev.proven):
             rate = max(0.99 * ev.lo_of(cap), self.ceiling)
             source += ", lowered by 429s"
         if rate is not None and cap is not None and self.burst is not None:
@@ -474,16 +540,41 @@ class _Dimension:
             # never stall on our own under-estimate.
             self.learned.set_level(lower, now)
 
-    def refused(self, now: float, sent_at: float | None) -> None:
+    def refused(self, now: float, sent_at: float | None,
+                looked_admitted: float | None = None, repeated: bool = False) -> None:
         """A 429 although the learned bucket admitted the request: the rate, which the
         headers only bound from above, is too high.  Lower it 1 % per refusal, never
         more than 1 % below what the headers prove (their lower bound): pacing a hair
         under the quota costs far less than a refusal every few requests.  It creeps
         back up by ``_CREEP`` per admitted response."""
         ev, b = self.evidence, self.learned
+        if sent_at is not None and looked_admitted is not None:
+            # its headers had no retry-after, so they were read as an admitted response's
+            self.trend.discard(sent_at, looked_admitted)
+            if (sent_at, looked_admitted) in self.admits:
+                self.admits.remove((sent_at, looked_admitted))
         if sent_at is None or sent_at < self.learned_at:
             return  # sent before anything was learned: no verdict on the learned rate
         if b is None or ev.source is None or ev.rate is None or ev.capacity is None:
+            return
+        if self.probe is not None and not ev.proven:
+            # a working rate (see _trend_rate): cut it, hard while nothing bounds it
+            p, src = self.probe
+            floor = self._floor(b.capacity)
+            # halve only a rate that draws 429 after 429 and that nothing supports (e.g. a
+            # daily limit read per minute); a right prior overshot by a probe loses 1 %
+            # (the first refusal after 5 % steps undoes one step)
+            cut = (_CUT_UNPROVEN if repeated and self.trend.estimate is None
+                   and p > 2.0 * floor else _CUT_PROVEN if self.probe_refused
+                   else 1.0 / (1.0 + _PROBE_STEP))
+            p = max(0.99 * floor, p * cut)
+            self.probe_refused = True
+            if not src.endswith(", lowered by 429s"):
+                src += ", lowered by 429s"
+            self.probe = (p, src)
+            if p < b.rate:
+                b.reconfigure(p, b.capacity, now)
+                self.rate_source = src
             return
         self.ceiling = 0.99 * max(ev.lo_of(ev.capacity), b.rate)
         if self.ceiling < b.rate:
@@ -558,6 +649,7 @@ class KeyLimiter:
         self._consecutive_429 = 0
         self._tokens_exhausted = False
         self._last_sent_at: float | None = None
+        self._looked_admitted: float | None = None
 
     # -- admission --------------------------------------------------------------------
 
@@ -624,6 +716,8 @@ class KeyLimiter:
         """
         sent = now if sent_at is None or sent_at > now else sent_at
         self._last_sent_at = sent_at  # a 429's observe_429 follows its observe
+        self._looked_admitted = (info.remaining_requests if info.retry_after is None
+                                 and info.remaining_requests is not None else None)
         res = getattr(info, "reset_resolution", 0.0005)
         if res >= 1.0:
             # an instant (Anthropic) read on arrival: the server counted up to one
@@ -674,7 +768,9 @@ class KeyLimiter:
             self._cooldown_until = now + wait
             self._cooldown_source = source
         if not self._tokens_exhausted:
-            self._req.refused(now, self._last_sent_at)
+            self._req.refused(now, self._last_sent_at, self._looked_admitted,
+                              repeated=self._consecutive_429 >= 2)
+        self._last_sent_at = self._looked_admitted = None  # (a 429 without headers)
         for b in self._req.buckets():
             if b.level(now) > 0:
                 b.set_level(0.0, now)
