@@ -147,9 +147,13 @@ _ADMIT_MIN_GAP = 0.05
 #: ``_PROBE_RECENT`` seconds, and the cut per 429 before any run of responses proved an
 #: upper bound (after one: ``_CUT_PROVEN``).
 _PROBE_STEP = 0.05
+#: Whole-second resets prove a rate only when their bounds are this close (a slow
+#: bucket's, if ever); else the rate is a working one, probed.  (ms durations prove it.)
+_TIGHT = 0.05
 _PROBE_RECENT = 1.0
 _CUT_UNPROVEN = 0.5
 _CUT_PROVEN = 0.99
+_CUT_FIRST = 1.0 / (1.0 + _PROBE_STEP)  # undo one step
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -236,10 +240,17 @@ class _Evidence:
             if found is not None or len(self.samples) <= 1:
                 break
             del self.samples[0]  # contradicted by what came after
-        self.proven = found is not None and found[2] != _UNCONFIRMED
+        coarse = any(res >= 1.0 for _, _, res, _ in self.samples)
+        self.proven = (found is not None and found[2] != _UNCONFIRMED
+                       and (not coarse or self._tight(found[1])))
         if found is None:
             found = self._fallback()
         self.rate, self.capacity, self.source = found if found else (None, None, None)
+
+    def _tight(self, cap: float) -> bool:
+        """The resets pin the rate (within _TIGHT), not merely bound it."""
+        b = self._bounds(cap)
+        return b is not None and b[0] > 0 and b[1] <= b[0] * (1.0 + _TIGHT)
 
     def _fit(self) -> tuple[float, float, str] | None:
         if not self.samples:
@@ -417,12 +428,13 @@ class _Dimension:
         extends it, cut on a 429 (:meth:`refused`), never below what is proven nor above
         the trend's proven upper bound."""
         ev = self.evidence
-        if ev.proven:
-            return rate, source
+        if ev.proven or self.configured is not None:
+            return rate, source  # (a configured rate is never probed above)
         if self.probe is None:
             self.probe = (rate, source)
         p, source = self.probe
-        if est is not None and est.end == sent_at:
+        if est is not None and est.end == sent_at and est.moved:
+            # the run shows the level moving: its slope is the refill, not our own pace
             p, source = est.rate, "headers: remaining over time"
         elif remaining >= cap - 1.0 and sent_at - self.limited_at <= _PROBE_RECENT:
             # after a refusal, creep (about one refusal per 1/_CREEP responses at most)
@@ -430,11 +442,31 @@ class _Dimension:
             if est is not None:
                 p = min(p, est.hi)
             source = "headers: probed above what is proven"
+        if est is not None and p > est.hi:
+            p, source = est.hi, "headers: remaining over time"
+        bounds = ev._bounds(cap)
+        if bounds is not None and p > bounds[1]:
+            p, source = bounds[1], "headers: reset"
         floor = self._floor(cap)
         if floor > p:
             p, source = floor, "headers: remaining (server admitted faster)"
         self.probe = (p, source)
         return p, source
+
+    def _taken_at_instant(self, t: float) -> float:
+        """Units taken at exactly ``t`` besides one request's own (its siblings)."""
+        at = before = None
+        for stamp, total in reversed(self.history):
+            if stamp > t:
+                continue
+            if stamp == t:
+                at = total if at is None else at
+                continue
+            before = total
+            break
+        if at is None:
+            return 0.0
+        return max(0.0, at - (before or 0.0) - 1.0)
 
     def taken_since(self, t: float) -> float | None:
         """Units taken strictly after ``t``; None when history no longer reaches back."""
@@ -483,6 +515,9 @@ class _Dimension:
             est = self.trend.add(sent_at, remaining, ev.peak + 1.0)
             if rate is not None and cap is not None and source is not None:
                 rate, source = self._trend_rate(rate, cap, source, sent_at, remaining, est)
+        elif (self.probe is not None and not ev.proven and self.configured is None
+              and rate is not None):
+            rate, source = self.probe  # a refusal's headers do not reset the working rate
         if self.ceiling is not None and admitted and ev.proven:
             self.ceiling *= 1.0 + _CREEP
         if (self.ceiling is not None and source is not None and rate is not None
@@ -531,7 +566,8 @@ class _Dimension:
             b = self.learned
             held = min(held, max(remaining, b.capacity - b.rate * max(0.0, reset - resolution)))
         upper = held + refill * max(0.0, now - sent_at) - since
-        lower = remaining - since
+        # requests sent at the same instant may have reached the server after this one
+        lower = remaining - since - self._taken_at_instant(sent_at)
         for b in self.buckets():
             if b.level(now) > upper:
                 b.set_level(max(0.0, upper) if upper < b.capacity else b.capacity, now)
@@ -566,9 +602,10 @@ class _Dimension:
             # (the first refusal after 5 % steps undoes one step)
             cut = (_CUT_UNPROVEN if repeated and self.trend.estimate is None
                    and p > 2.0 * floor else _CUT_PROVEN if self.probe_refused
-                   else 1.0 / (1.0 + _PROBE_STEP))
+                   else _CUT_FIRST)
             p = max(0.99 * floor, p * cut)
-            self.probe_refused = True
+            # (after halving a baseless rate, probing may step again)
+            self.probe_refused = cut != _CUT_UNPROVEN
             if not src.endswith(", lowered by 429s"):
                 src += ", lowered by 429s"
             self.probe = (p, src)

@@ -41,6 +41,9 @@ class TrendEstimate(NamedTuple):
     hi: float  # proven: at most this fast
     span: float  # seconds the run covers
     end: float  # the send time of its last response
+    #: ``remaining`` changed within the run: the level moved, so the slope measures the
+    #: refill (a level that stays within one unit hides it: the slope is our own pace).
+    moved: bool
 
 
 class RemainingTrend:
@@ -99,7 +102,8 @@ class RemainingTrend:
         my = sum(p[1] for p in pts) / n
         var = sum((p[0] - mt) ** 2 for p in pts)
         slope = sum((p[0] - mt) * (p[1] - my) for p in pts) / var if var > 0 else dy / dt
-        return TrendEstimate(lo, min(hi, max(lo, slope)), hi, dt, s[-1][0])
+        moved = len({neg for _, neg in s[start + 1:]}) > 1
+        return TrendEstimate(lo, min(hi, max(lo, slope)), hi, dt, s[-1][0], moved)
 
 
 def _combined(old: TrendEstimate | None, new: TrendEstimate) -> TrendEstimate:
@@ -110,5 +114,5 @@ def _combined(old: TrendEstimate | None, new: TrendEstimate) -> TrendEstimate:
     lo, hi = max(old.lo, new.lo), min(old.hi, new.hi)
     if lo > hi:
         return new
-    best = new if new.span >= old.span else old
-    return TrendEstimate(lo, min(hi, max(lo, best.rate)), hi, best.span, new.end)
+    best = new if new.span >= old.span or not old.moved else old
+    return TrendEstimate(lo, min(hi, max(lo, best.rate)), hi, best.span, new.end, best.moved)
