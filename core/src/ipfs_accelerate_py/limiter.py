@@ -711,6 +711,23 @@ class KeyLimiter:
             self._tok.take(tokens, now)
         return True
 
+    def book(self, tokens: float, now: float) -> None:
+        """Take one request and ``tokens`` whatever the buckets hold: a request another
+        gate admitted (a shared store's), so that this limiter, used as its learner,
+        accounts for what was sent exactly as if it had admitted it."""
+        self._req.take(1.0, now)
+        if tokens > 0:
+            self._tok.take(tokens, now)
+
+    def binding(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """(request rate/s, request capacity, token rate/s, token capacity) that bind:
+        the smallest over the configured and learned buckets (None: unlimited)."""
+        out: list[float | None] = []
+        for dim in (self._req, self._tok):
+            bs = dim.buckets()
+            out += [min(b.rate for b in bs), min(b.capacity for b in bs)] if bs else [None, None]
+        return out[0], out[1], out[2], out[3]
+
     def reconcile(self, estimated: float, actual: float, now: float, *,
                   acquired_at: float | None = None) -> None:
         """Fix the token buckets once the true usage is known: refund an over-estimate,
