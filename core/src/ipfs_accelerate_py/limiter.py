@@ -512,9 +512,9 @@ class _Dimension:
                 self.probe, self.trend_limit, self.probe_refused = None, ev.limit, False
             # every admitted response counts (the trend counts the requests between two);
             # a run is told by the smallest capacity the server may have (peak + 1)
-            est = self.trend.add(sent_at, remaining, ev.peak + 1.0)
+            trend = self.trend.add(sent_at, remaining, ev.peak + 1.0)
             if rate is not None and cap is not None and source is not None:
-                rate, source = self._trend_rate(rate, cap, source, sent_at, remaining, est)
+                rate, source = self._trend_rate(rate, cap, source, sent_at, remaining, trend)
         elif (self.probe is not None and not ev.proven and self.configured is None
               and rate is not None):
             rate, source = self.probe  # a refusal's headers do not reset the working rate
