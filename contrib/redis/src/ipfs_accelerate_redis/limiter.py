@@ -164,7 +164,7 @@ class RedisLimiter(Limiter):
                         _num(info.reset_tokens), _num(info.token_window),
                         *(_num(f) for f in figures), "1" if self._learner.learned else "")
         if res is _DOWN:
-            self._local.observe(info, now, sent_at=sent_at)
+            self._local.observe(info, now)
 
     def _as_of_now(self, info: Any, age: float) -> Any:
         """``remaining`` was counted ``age`` seconds ago and rounded down: what it proves
