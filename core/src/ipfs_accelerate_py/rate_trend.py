@@ -33,6 +33,9 @@ _MAX_SAMPLES = 512
 TRANSIT_JITTER = 0.05
 #: A run proves a rate once it spans this many refilled units (relative precision ~1/n).
 MIN_UNITS = 8.0
+#: The least-squares slope is fitted to the run's latest responses only (a bounded cost
+#: per response on the pipeline's hot path); the bounds use the whole run.
+_FIT_POINTS = 128
 
 
 class TrendEstimate(NamedTuple):
@@ -49,7 +52,7 @@ class TrendEstimate(NamedTuple):
 class RemainingTrend:
     """(sent_at, remaining) of admitted requests of one key, read as above."""
 
-    __slots__ = ("_samples", "estimate")
+    __slots__ = ("_samples", "estimate", "_cap", "_full")
 
     def __init__(self) -> None:
         # sorted by (sent_at, -remaining): of requests sent at one instant, the server
@@ -58,43 +61,63 @@ class RemainingTrend:
         #: The latest run's estimate (kept after the run ends: it stays proven until the
         #: quota changes, which :meth:`clear` reflects).
         self.estimate: TrendEstimate | None = None
+        self._cap: float | None = None  # the capacity the run was told by
+        self._full: tuple[float, float] | None = None  # the latest sample showing C - 1
 
     def clear(self) -> None:
         self._samples.clear()
         self.estimate = None
+        self._cap = self._full = None
+
+    def _find_full(self) -> None:
+        self._full = None
+        for item in reversed(self._samples):
+            if -item[1] > self._cap - 2.0:  # type: ignore[operator]
+                self._full = item
+                return
 
     def discard(self, sent_at: float, remaining: float) -> None:
         """The response was a refusal after all (a 429 without ``retry-after`` looks
         admitted until ``observe_429``)."""
+        item = (sent_at, -float(remaining))
         try:
-            self._samples.remove((sent_at, -float(remaining)))
+            self._samples.remove(item)
         except ValueError:
-            pass
+            return
+        if item == self._full:
+            self._find_full()
 
     def add(self, sent_at: float, remaining: float, capacity: float) -> TrendEstimate | None:
         """Record an admitted response; returns the estimate of the run it ends (or the
         previous run's while the current one is too short)."""
-        bisect.insort(self._samples, (sent_at, -float(remaining)))
+        item = (sent_at, -float(remaining))
+        bisect.insort(self._samples, item)
         if len(self._samples) > _MAX_SAMPLES:
             del self._samples[0]
-        run = self._latest_run(capacity)
+        if capacity != self._cap:
+            self._cap = capacity
+            self._find_full()
+        elif remaining > capacity - 2.0 and (self._full is None or item > self._full):
+            self._full = item
+        run = self._latest_run()
         if run is not None:
             self.estimate = _combined(self.estimate, run)
         return self.estimate
 
-    def _latest_run(self, capacity: float) -> TrendEstimate | None:
+    def _latest_run(self) -> TrendEstimate | None:
         s = self._samples
-        start = len(s) - 1
-        while start > 0 and -s[start][1] <= capacity - 2.0:
-            start -= 1
+        # the run starts at the latest response showing C - 1 (or the oldest kept)
+        start = 0 if self._full is None else bisect.bisect_left(s, self._full)
         if start >= len(s) - 1:
             return None
         # y_k = remaining_k + (admitted requests after the run's first), the refill since
-        t0 = s[start][0]
-        pts = [(t - t0, -neg + k) for k, (t, neg) in enumerate(s[start:])]
-        dt, dy = pts[-1][0], pts[-1][1] - pts[0][1]
+        t0, first = s[start][0], -s[start][1]
+        last = len(s) - 1
+        dt, dy = s[last][0] - t0, -s[last][1] + (last - start) - first
         if dy + 1.0 < MIN_UNITS or dt <= 4 * TRANSIT_JITTER:
             return None
+        fit = max(start, len(s) - _FIT_POINTS)
+        pts = [(t - t0, -neg + (fit + i - start)) for i, (t, neg) in enumerate(s[fit:])]
         lo = max(0.0, (dy - 1.0) / (dt + 2 * TRANSIT_JITTER))
         hi = (dy + 1.0) / (dt - 2 * TRANSIT_JITTER)
         n = len(pts)
@@ -102,7 +125,7 @@ class RemainingTrend:
         my = sum(p[1] for p in pts) / n
         var = sum((p[0] - mt) ** 2 for p in pts)
         slope = sum((p[0] - mt) * (p[1] - my) for p in pts) / var if var > 0 else dy / dt
-        moved = len({neg for _, neg in s[start + 1:]}) > 1
+        moved = len({neg for _, neg in s[max(start + 1, fit):]}) > 1
         return TrendEstimate(lo, min(hi, max(lo, slope)), hi, dt, s[-1][0], moved)
 
 
