@@ -561,7 +561,9 @@ def test_anthropic_whole_second_headers_pace_without_storm(rps, burst, latency):
     n = int(rps * 30)
     k, sent, refused = _drive("per_minute", rps, burst, latency, n, whole_seconds=True)
     req = k.snapshot(sent[-1])["requests"]
-    assert rps * 0.98 <= req["rate_per_second"] <= rps * 1.5
+    # (a stated rate that nothing pins is probed, not trusted: a bucket of 1 or 2 shows
+    # nothing in `remaining`, and refusals leave it within the probe's 5 %)
+    assert rps * (0.98 if burst > 2 else 0.95) <= req["rate_per_second"] <= rps * 1.05
     assert req["capacity"] == burst
     assert refused <= 10 + 0.05 * n  # the first round (nothing known), then next to none
     span = sent[-1] - sent[0]

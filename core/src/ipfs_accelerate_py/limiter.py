@@ -147,6 +147,9 @@ _ADMIT_MIN_GAP = 0.05
 #: ``_PROBE_RECENT`` seconds, and the cut per 429 before any run of responses proved an
 #: upper bound (after one: ``_CUT_PROVEN``).
 _PROBE_STEP = 0.05
+#: After this many responses in a row showing the server's bucket full, a refusal long
+#: ago no longer holds the probe to creeping.
+_FULL_STREAK = 20
 #: Whole-second resets prove a rate only when their bounds are this close (a slow
 #: bucket's, if ever); else the rate is a working one, probed.  (ms durations prove it.)
 _TIGHT = 0.05
@@ -294,7 +297,7 @@ class _Dimension:
     """One quota dimension of a key: a configured bucket, a learned one, or both (all
     enforced), the evidence, and the history of what was taken when."""
 
-    __slots__ = ("trend", "trend_limit", "probe", "probe_refused", "limited_at", "full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+    __slots__ = ("trend", "trend_limit", "probe", "probe_refused", "full_streak", "limited_at", "full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
                  "evidence", "history", "taken", "rate_source", "cap_source")
 
     def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
@@ -322,6 +325,7 @@ class _Dimension:
         #: The working rate (and its source) while no reset bounds the rate from above.
         self.probe: tuple[float, str] | None = None
         self.probe_refused = False  # a 429 refused the working rate: probe by creeping
+        self.full_streak = 0  # responses in a row showing the server's bucket full
         self.limited_at = -math.inf  # when the learned bucket last held a request back
         self.rate_source = None if cfg_rate is None else "configured"
         self.cap_source = None if cfg_rate is None else cap_source
@@ -411,9 +415,16 @@ class _Dimension:
             self.pairs.append((b - a) / denom)
 
     def _floor(self, cap: float) -> float:
-        """The slowest refill the evidence proves (admissions, resets, the trend)."""
+        """The slowest refill the evidence proves: the resets' and, once a run of
+        responses proved one, the trend's (it allows for the requests' transit varying by
+        TRANSIT_JITTER); before that, the admissions'.  (Two admissions a few hundred ms
+        apart, one of them late by tens of ms on a busy machine, overstate the rate by as
+        many per cent: that lower bound only lifts the rate until a run gives a better
+        one.)"""
         est = self.trend.estimate
-        return max(self.admit_floor, self.evidence.lo_of(cap), 0.0 if est is None else est.lo)
+        if est is not None:
+            return max(self.evidence.lo_of(cap), est.lo)
+        return max(self.admit_floor, self.evidence.lo_of(cap))
 
     def _trend_rate(self, rate: float, cap: float, source: str, sent_at: float,
                     remaining: float, est: TrendEstimate | None) -> tuple[float, str]:
@@ -433,11 +444,21 @@ class _Dimension:
         if self.probe is None:
             self.probe = (rate, source)
         p, source = self.probe
+        if remaining < cap - 1.0:
+            self.full_streak = 0
         if est is not None and est.end == sent_at and est.moved:
             # the run shows the level moving: its slope is the refill, not our own pace
             p, source = est.rate, "headers: remaining over time"
+        elif est is not None and est.end == sent_at and est.rate > p:
+            # a level that stayed within one unit: the server kept up with our pace
+            p, source = est.rate, "headers: remaining over time"
         elif remaining >= cap - 1.0 and sent_at - self.limited_at <= _PROBE_RECENT:
-            # after a refusal, creep (about one refusal per 1/_CREEP responses at most)
+            # after a refusal, creep (about one refusal per 1/_CREEP responses at most),
+            # until the server's bucket has shown full many times over: then step again
+            self.full_streak += 1
+            if self.full_streak >= _FULL_STREAK and cap >= 2.0:  # (a bucket of 1 is
+                # "full" at every admission: no evidence of being below the quota)
+                self.probe_refused = False
             p = p * (1.0 + (_CREEP if self.probe_refused else _PROBE_STEP))
             if est is not None:
                 p = min(p, est.hi)
@@ -603,9 +624,11 @@ class _Dimension:
             cut = (_CUT_UNPROVEN if repeated and self.trend.estimate is None
                    and p > 2.0 * floor else _CUT_PROVEN if self.probe_refused
                    else _CUT_FIRST)
+            # (after halving a baseless rate, probing may step again; so it may after a
+            # refusal of a rate no faster than the proven one: a burst's, not the rate's)
+            self.probe_refused = cut != _CUT_UNPROVEN and p > floor * (1.0 + 1e-6)
             p = max(0.99 * floor, p * cut)
-            # (after halving a baseless rate, probing may step again)
-            self.probe_refused = cut != _CUT_UNPROVEN
+            self.full_streak = 0
             if not src.endswith(", lowered by 429s"):
                 src += ", lowered by 429s"
             self.probe = (p, src)
