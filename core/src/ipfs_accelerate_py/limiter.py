@@ -548,7 +548,8 @@ class _Dimension:
         if rate is not None and cap is not None and self.burst is not None:
             cap = min(cap, self.burst)
         if (rate is not None and cap is not None
-                and not (source == _UNCONFIRMED and self.configured is not None)):
+                and not (self.configured is not None and not ev.proven)):
+            # (beside a configured rate, only a rate the resets pin is enforced)
             if self.learned is None:
                 # start where our own pacing is, else at what the server said; the
                 # correction below then applies what ``remaining`` proves
