@@ -432,8 +432,9 @@ class _Dimension:
 
         Resets that bound the rate from above (ms durations) are exact already, and more
         so than the trend (whose send times are when requests were admitted, not when
-        they reached the server): they are kept.  Where none does (whole-second instants; a
-        ``limit`` whose window is unknown), the rate is a working one, AIMD-like: raised
+        they reached the server): they are kept (ms resets pin it within a response or
+        two, so only whole-second ones get here).  Where none does (whole-second instants),
+        the rate is a working one, AIMD-like: raised
         5 % per response showing the server's bucket full while ours held requests back
         (we are below the quota), set to the trend's estimate whenever a run of responses
         extends it, cut on a 429 (:meth:`refused`), never below what is proven nor above
@@ -535,7 +536,9 @@ class _Dimension:
             # a run is told by the smallest capacity the server may have (peak + 1)
             trend = self.trend.add(sent_at, remaining, ev.peak + 1.0)
             if rate is not None and cap is not None and source is not None:
-                rate, source = self._trend_rate(rate, cap, source, sent_at, remaining, trend)
+                if resolution >= 1.0 or self.probe is not None:
+                    rate, source = self._trend_rate(rate, cap, source, sent_at, remaining,
+                                                    trend)
         elif (self.probe is not None and not ev.proven and self.configured is None
               and rate is not None):
             rate, source = self.probe  # a refusal's headers do not reset the working rate
