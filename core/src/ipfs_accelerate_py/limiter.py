@@ -832,13 +832,15 @@ class KeyLimiter:
         buckets restart from empty, so waiters are released one refill step apart.
         """
         self._consecutive_429 += 1
-        learned = self._req.learned
+        # the binding request rate: learned, or configured (which, beside whole-second
+        # resets, no longer has a learned bucket beside it)
+        rate = self._req.rate()
         if retry_after is not None and retry_after >= 0:
             wait = float(retry_after)
             source = "429: retry-after"
-            if (learned is not None and not self._tokens_exhausted and wait >= 1.0
+            if (rate is not None and not self._tokens_exhausted and wait >= 1.0
                     and wait == math.floor(wait)):
-                shorter = max(wait - 1.0, 1.0 / learned.rate)
+                shorter = max(wait - 1.0, 1.0 / rate)
                 if shorter < wait:
                     wait, source = shorter, "429: whole-second retry-after, learned rate"
         else:
