@@ -825,7 +825,7 @@ class KeyLimiter:
 
         With a ``retry_after`` the cooldown is that long -- but a whole-second one
         (Anthropic's, or any rounded up) only proves the wait is over ``retry_after - 1``:
-        when the server's own headers taught a request rate and the refusal was not for
+        when a request rate is known (learned or configured) and the refusal was not for
         tokens, the cooldown is the later of that and one refill step (``1/rate``), not
         most of an idle second.  Without a hint: an adaptive 1 s, 2 s, 4 s ... (capped at
         60 s) that grows with consecutive 429s until :meth:`observe_success`.  The request
