@@ -825,16 +825,20 @@ class KeyLimiter:
 
         With a ``retry_after`` the cooldown is that long -- but a whole-second one
         (Anthropic's, or any rounded up) only proves the wait is over ``retry_after - 1``:
-        when a request rate is known (learned or configured) and the refusal was not for
+        when a request rate is known (learned; configured where the resets are whole
+        seconds) and the refusal was not for
         tokens, the cooldown is the later of that and one refill step (``1/rate``), not
         most of an idle second.  Without a hint: an adaptive 1 s, 2 s, 4 s ... (capped at
         60 s) that grows with consecutive 429s until :meth:`observe_success`.  The request
         buckets restart from empty, so waiters are released one refill step apart.
         """
         self._consecutive_429 += 1
-        # the binding request rate: learned, or configured (which, beside whole-second
-        # resets, no longer has a learned bucket beside it)
-        rate = self._req.rate()
+        # the learned request rate, or, where the headers' resets are whole seconds (no
+        # learned bucket beside a configured rate then), the configured one
+        learned = self._req.learned
+        coarse = any(res >= 1.0 for _, _, res, _ in self._req.evidence.samples)
+        rate = (learned.rate if learned is not None else
+                self._req.rate() if coarse else None)
         if retry_after is not None and retry_after >= 0:
             wait = float(retry_after)
             source = "429: retry-after"
