@@ -487,6 +487,7 @@ def _drive(style: str, rps: float, burst: float, latency: float, n: int, *,
             now = max(now, t)
             if ok:
                 k.observe(info, now, sent_at=sent_at)
+                k.observe_success(now)  # as the pipeline does
             else:
                 k.observe(info, now, sent_at=sent_at)
                 k.observe_429(info.retry_after, now)
@@ -557,10 +558,12 @@ def test_per_day_limit_with_a_protocol_window_learns_the_rate(rps, burst, latenc
 def test_anthropic_whole_second_headers_pace_without_storm(rps, burst, latency):
     """RFC 3339 resets at 1 s and whole-second retry-after: the per-minute limit is the
     rate, the burst is learned, and refusals stay rare (no storm)."""
-    n = int(rps * 20)
+    n = int(rps * 30)
     k, sent, refused = _drive("per_minute", rps, burst, latency, n, whole_seconds=True)
     req = k.snapshot(sent[-1])["requests"]
-    assert rps * 0.98 <= req["rate_per_second"] <= rps * 1.5
+    # (a stated rate that nothing pins is probed, not trusted: a bucket of 1 or 2 shows
+    # nothing in `remaining`, and refusals leave it within the probe's 5 %)
+    assert rps * (0.98 if burst > 2 else 0.95) <= req["rate_per_second"] <= rps * 1.05
     assert req["capacity"] == burst
     assert refused <= 10 + 0.05 * n  # the first round (nothing known), then next to none
     span = sent[-1] - sent[0]
@@ -626,3 +629,62 @@ def test_whole_second_retry_after_waits_one_refill_step_when_the_rate_is_known()
     assert k.snapshot(1.0)["cooldown_source"] == "429: whole-second retry-after, learned rate"
     k.observe_429(0.35, 2.0)  # not whole seconds: taken as said
     assert k.snapshot(2.0)["cooldown"] == pytest.approx(0.35)
+
+
+# --- whole-second resets: remaining over time, and probing (issue 12's misses) ----------
+
+from ipfs_accelerate_py.rate_trend import TRANSIT_JITTER, RemainingTrend  # noqa: E402
+
+
+@given(rps=st.floats(0.5, 200), burst=st.integers(2, 20),
+       gaps=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=300),
+       transit=st.lists(st.floats(0.0, TRANSIT_JITTER), min_size=300, max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_remaining_trend_bounds_always_hold_the_true_rate(rps, burst, gaps, transit):
+    """Any sending pattern against an exact bucket, transit times varying within the
+    allowance: whenever the trend proves bounds, the true rate lies within them."""
+    server = KeyQuota(rps, burst, None, 0.0, "bucket")
+    trend, t = RemainingTrend(), 0.0
+    for i, gap in enumerate(gaps):
+        t += gap
+        ok, info = server.admit(1.0, t + transit[i])
+        if ok:
+            est = trend.add(t, info.remaining_requests, burst)
+            if est is not None:
+                assert est.lo <= rps * (1 + 1e-9) and rps <= est.hi * (1 + 1e-9)
+                assert est.lo <= est.rate <= est.hi
+
+
+@given(style=st.sampled_from(sorted(HEADER_STYLES)), rps=st.floats(2, 30),
+       burst=st.integers(3, 8), latency=st.floats(0.01, 0.15))
+@settings(max_examples=60, deadline=None)
+def test_whole_second_headers_of_any_style_converge_without_storm(style, rps, burst, latency):
+    """Anthropic's headers (RFC 3339 resets at 1 s, whole-second retry-after) whatever
+    `limit` states: the learned rate converges within 2 % of the truth, the key is paced
+    at it (not at a fraction), and 429s stay at the first round plus about 1 % (a daily
+    limit, read per minute as Anthropic's window, is 1440x the truth at first: a few
+    more while the first run of responses shows it)."""
+    assume(rps * latency <= 4)
+    n = int(rps * 30)
+    k, sent, refused = _drive(style, rps, burst, latency, n, whole_seconds=True)
+    req = k.snapshot(sent[-1])["requests"]
+    assert req["rate_per_second"] == pytest.approx(rps, rel=0.02)
+    assert req["capacity"] == burst
+    assert refused <= (30 if style == "daily" else 13) + 0.01 * n
+    # the second half of the run goes at the quota (never above it: the server counts)
+    half = sent[len(sent) // 2:]
+    assert len(half) - 1 >= 0.97 * rps * (half[-1] - half[0])
+
+
+@given(style=st.sampled_from(["per_minute", "bucket", "per_second", "window_10s"]),
+       rps=st.floats(2, 30), burst=st.integers(1, 2), latency=st.floats(0.01, 0.15))
+@settings(max_examples=40, deadline=None)
+def test_whole_second_headers_tiny_bucket_probe_within_margin(style, rps, burst, latency):
+    """A bucket of 1 or 2 shows (almost) nothing in `remaining`: refusals and probing
+    find the rate.  It settles within 5 % (never more than one probing step above)."""
+    assume(rps * latency <= 4)
+    n = int(rps * 30)
+    k, sent, refused = _drive(style, rps, burst, latency, n, whole_seconds=True)
+    rate = k.snapshot(sent[-1])["requests"]["rate_per_second"]
+    assert rps * 0.95 <= rate <= rps * 1.05
+    assert refused <= 10 + 0.05 * n

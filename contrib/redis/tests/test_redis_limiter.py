@@ -8,6 +8,7 @@ import time
 import pytest
 
 from ipfs_accelerate_py.errors import ConfigError
+from ipfs_accelerate_py.limiter import KeyLimiter
 from ipfs_accelerate_py.wire.ratelimit import RateLimitInfo
 from ipfs_accelerate_redis import RedisStateStore
 
@@ -108,13 +109,15 @@ def test_learned_limits_and_cooldowns_are_shared(redis_url: str, namespace: str)
     la = a.limiter("openai/k1", None, None, None, now)
     lb = b.limiter("openai/k1", None, None, None, now)
     assert la.wait_time(0, now) == 0.0 and la.headroom(now) == 1.0 and not la.learned
-    # 6 a minute: one refill step (the cooldown after "0 remaining") is 10 s.
+    # Read as the core reads it (6 left to refill in 600 s, 1000 tokens in 10 s).
     info = RateLimitInfo(limit_requests=6, remaining_requests=0, reset_requests=600.0,
-                         limit_tokens=6000, remaining_tokens=5000)
+                         limit_tokens=6000, remaining_tokens=5000, reset_tokens=10.0)
+    core = KeyLimiter(0.0)
+    core.observe(info, 0.0)
     la.observe(info, time.monotonic())
     snap = lb.snapshot(time.monotonic() + 1.0)  # older than refresh: read again
-    assert snap["requests_per_minute"] == pytest.approx(6.0)
-    assert snap["tokens_per_minute"] == pytest.approx(6000.0)
+    assert snap["requests_per_minute"] == pytest.approx(core.requests_per_minute)
+    assert snap["tokens_per_minute"] == pytest.approx(core.tokens_per_minute)
     assert snap["learned"] is True
     assert lb.wait_time(0, time.monotonic() + 1.0) > 0  # the cooldown reached process b
     b.close()
@@ -158,14 +161,14 @@ def test_counters_are_shared(redis_url: str, namespace: str) -> None:
 def test_learned_request_capacity_is_the_peak_remaining_plus_one(redis_url: str,
                                                                  namespace: str) -> None:
     """A server enforcing 600/min as 10/s with a burst of 3 never reports more than 2
-    left: the learned bucket holds 3, not 600 (the core's rule, shared by processes)."""
+    left: the learned bucket holds 3, not 600 (the core's rule: its learner runs in each
+    process and the shared bucket takes what it learned)."""
     a, b = _store(redis_url, namespace), _store(redis_url, namespace)
     la = a.limiter("groq/k", None, None, None, time.monotonic())
-    lb = b.limiter("groq/k", None, None, None, time.monotonic())
     la.observe(RateLimitInfo(limit_requests=600, remaining_requests=1), time.monotonic())
-    lb.observe(RateLimitInfo(limit_requests=600, remaining_requests=2), time.monotonic())
+    la.observe(RateLimitInfo(limit_requests=600, remaining_requests=2), time.monotonic())
     la.observe(RateLimitInfo(limit_requests=600, remaining_requests=0), time.monotonic())
-    snap = a.limiter("groq/k", None, None, None, 0).snapshot(time.monotonic() + 10)
+    snap = b.limiter("groq/k", None, None, None, 0).snapshot(time.monotonic() + 10)
     assert snap["requests_per_minute"] == pytest.approx(600.0)
     assert snap["request_level"] == pytest.approx(3.0)  # capacity: peak 2 (from b) + 1
     a.close()
@@ -184,4 +187,68 @@ def test_remaining_read_as_of_when_the_request_was_sent(redis_url: str,
     assert lim.snapshot(now)["request_level"] >= 4.0 - 1e-6
     lim.observe(info, time.monotonic())
     assert lim.snapshot(time.monotonic())["request_level"] <= 1.5
+    store.close()
+
+
+def _header_sequence(style: str, whole_seconds: bool, rps: float = 10.0, burst: float = 3.0):
+    """What a server with an exact bucket (``rps``, ``burst``) answers a client sending
+    every 80 ms: (info, now, sent_at) per response, 429s included."""
+    import math
+
+    from ipfs_accelerate_sim.limits import KeyQuota
+
+    server = KeyQuota(rps, burst, 60_000.0, 0.0, style)
+    out = []
+    for i in range(150):
+        sent = i * 0.08 + (0.03 if i % 7 == 0 else 0.0)
+        ok, info = server.admit(20.0, sent + 0.02)
+        now = sent + 0.05
+        if whole_seconds:
+            info = RateLimitInfo(
+                limit_requests=info.limit_requests, remaining_requests=info.remaining_requests,
+                reset_requests=max(0.0, math.floor(sent + 0.02 + info.reset_requests) - now),
+                limit_tokens=info.limit_tokens, remaining_tokens=info.remaining_tokens,
+                reset_tokens=max(0.0, math.floor(sent + 0.02 + info.reset_tokens) - now),
+                retry_after=None if ok else float(max(1, math.ceil(info.retry_after))),
+                reset_resolution=1.0)
+        else:
+            info = RateLimitInfo(
+                limit_requests=info.limit_requests, remaining_requests=info.remaining_requests,
+                reset_requests=round(info.reset_requests, 3), limit_tokens=info.limit_tokens,
+                remaining_tokens=info.remaining_tokens, reset_tokens=round(info.reset_tokens, 3),
+                retry_after=info.retry_after)
+        out.append((info, now, sent, ok))
+    return out
+
+
+@pytest.mark.parametrize("style,whole_seconds", [("per_minute", False), ("bucket", False),
+                                                 ("daily", False), ("per_minute", True),
+                                                 ("bucket", True), ("window_10s", True)])
+def test_redis_learns_what_the_core_learns(redis_url: str, namespace: str, style: str,
+                                           whole_seconds: bool) -> None:
+    """The same header sequence (OpenAI-style ms resets, Anthropic-style whole-second
+    instants; 429s among them) teaches the Redis limiter and an in-process one the same
+    request and token rates and capacities, with the same sources; and the shared bucket
+    paces by them."""
+    store = _store(redis_url, namespace, refresh=0.0)
+    shared = store.limiter("anthropic/k1", None, None, None, 0.0)
+    core = KeyLimiter(0.0)
+    for info, now, sent, ok in _header_sequence(style, whole_seconds):
+        for lim in (core, shared):
+            lim.observe(info, now, sent_at=sent)
+            if ok:
+                lim.observe_success(now)
+            else:
+                lim.observe_429(info.retry_after, now)
+    mine, theirs = core.snapshot(12.0), shared.snapshot(12.0)
+    for dim in ("requests", "tokens"):
+        for field in ("rate_per_second", "capacity", "rate_source", "capacity_source"):
+            assert theirs[dim][field] == pytest.approx(mine[dim][field]) if isinstance(
+                mine[dim][field], float) else theirs[dim][field] == mine[dim][field], (dim, field)
+    assert mine["requests"]["rate_per_second"] is not None
+    m = shared._mirror
+    rr, rc, tr, tc = core.binding()
+    assert (m.rr, m.rc, m.tr, m.tc) == (pytest.approx(rr), pytest.approx(rc),
+                                        pytest.approx(tr), pytest.approx(tc))
+    assert theirs["requests_per_minute"] == pytest.approx(core.requests_per_minute)
     store.close()

@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 from .errors import ConfigError
+from .rate_trend import RemainingTrend, TrendEstimate
 
 __all__ = ["TokenBucket", "KeyLimiter"]
 
@@ -141,6 +142,21 @@ _CREEP = 1e-4
 _UNCONFIRMED = "headers: limit per window (unconfirmed)"
 #: Requests sent closer together than this are not compared by their ``remaining``.
 _ADMIT_MIN_GAP = 0.05
+#: Probing while no reset bounds the rate: the step up per response that shows the
+#: server's bucket full although ours held a request back within the last
+#: ``_PROBE_RECENT`` seconds, and the cut per 429 before any run of responses proved an
+#: upper bound (after one: ``_CUT_PROVEN``).
+_PROBE_STEP = 0.05
+#: After this many responses in a row showing the server's bucket full, a refusal long
+#: ago no longer holds the probe to creeping.
+_FULL_STREAK = 20
+#: Whole-second resets prove a rate only when their bounds are this close (a slow
+#: bucket's, if ever); else the rate is a working one, probed.  (ms durations prove it.)
+_TIGHT = 0.05
+_PROBE_RECENT = 1.0
+_CUT_UNPROVEN = 0.5
+_CUT_PROVEN = 0.99
+_CUT_FIRST = 1.0 / (1.0 + _PROBE_STEP)  # undo one step
 #: Acquisitions remembered to account for the requests sent after a response's own.
 _MAX_HISTORY = 4096
 
@@ -168,7 +184,7 @@ class _Evidence:
     """
 
     __slots__ = ("limit", "window", "peak", "samples", "learn_burst", "rate", "capacity",
-                 "source")
+                 "source", "proven")
 
     def __init__(self, learn_burst: bool) -> None:
         self.limit: float | None = None
@@ -180,6 +196,8 @@ class _Evidence:
         self.rate: float | None = None
         self.capacity: float | None = None
         self.source: str | None = None
+        #: The resets bound the rate from above (else it is a prior or a lower bound).
+        self.proven = False
 
     def add(self, limit: float | None, remaining: float | None, reset: float | None,
             window: float | None, resolution: float, admitted: bool = False) -> None:
@@ -225,9 +243,17 @@ class _Evidence:
             if found is not None or len(self.samples) <= 1:
                 break
             del self.samples[0]  # contradicted by what came after
+        coarse = any(res >= 1.0 for _, _, res, _ in self.samples)
+        self.proven = (found is not None and found[2] != _UNCONFIRMED
+                       and (not coarse or self._tight(found[1])))
         if found is None:
             found = self._fallback()
         self.rate, self.capacity, self.source = found if found else (None, None, None)
+
+    def _tight(self, cap: float) -> bool:
+        """The resets pin the rate (within _TIGHT), not merely bound it."""
+        b = self._bounds(cap)
+        return b is not None and b[0] > 0 and b[1] <= b[0] * (1.0 + _TIGHT)
 
     def _fit(self) -> tuple[float, float, str] | None:
         if not self.samples:
@@ -271,7 +297,7 @@ class _Dimension:
     """One quota dimension of a key: a configured bucket, a learned one, or both (all
     enforced), the evidence, and the history of what was taken when."""
 
-    __slots__ = ("full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
+    __slots__ = ("trend", "trend_limit", "probe", "probe_refused", "full_streak", "limited_at", "full_by", "admits", "admit_floor", "learned_at", "ceiling", "resets", "pairs", "name", "burst", "cfg_rate", "cfg_cap", "cfg_cap_source", "configured", "learned",
                  "evidence", "history", "taken", "rate_source", "cap_source")
 
     def __init__(self, name: str, cfg_rate: float | None, cfg_cap: float | None,
@@ -294,6 +320,13 @@ class _Dimension:
         self.admits: deque[tuple[float, float]] = deque(maxlen=24)  # (sent_at, remaining)
         self.admit_floor = 0.0  # the refill rate the server's admissions prove
         self.full_by: tuple[float, float] | None = None  # (when full, the send it is from)
+        self.trend = RemainingTrend()  # the rate ``remaining`` proves over time
+        self.trend_limit: float | None = None  # the stated limit the trend is about
+        #: The working rate (and its source) while no reset bounds the rate from above.
+        self.probe: tuple[float, str] | None = None
+        self.probe_refused = False  # a 429 refused the working rate: probe by creeping
+        self.full_streak = 0  # responses in a row showing the server's bucket full
+        self.limited_at = -math.inf  # when the learned bucket last held a request back
         self.rate_source = None if cfg_rate is None else "configured"
         self.cap_source = None if cfg_rate is None else cap_source
 
@@ -304,6 +337,8 @@ class _Dimension:
         wait = 0.0
         for b in self.buckets():
             w = b.wait_time(cost, now)
+            if b is self.learned and w > 0:
+                self.limited_at = now
             if b is self.learned and w > 0 and self.full_by is not None:
                 # The server said its bucket is full by ``full_by``: it then holds C less
                 # what we sent since.  Never wait longer than that for a learned guess.
@@ -337,7 +372,8 @@ class _Dimension:
         Any reset resolution: this is what lifts an under-estimated rate at once."""
         best = 0.0
         self.admits.append((sent_at, remaining))
-        items = sorted(self.admits)
+        # of requests sent at one instant, the one that left more was admitted first
+        items = sorted(self.admits, key=lambda a: (a[0], -a[1]))
         for i, (t_i, r_i) in enumerate(items):
             n = 0
             for t_k, r_k in items[i + 1:]:
@@ -378,6 +414,82 @@ class _Dimension:
         if denom > 2 * _PAIR_RESOLUTION:
             self.pairs.append((b - a) / denom)
 
+    def _floor(self, cap: float) -> float:
+        """The slowest refill the evidence proves: the resets' and, once a run of
+        responses proved one, the trend's (it allows for the requests' transit varying by
+        TRANSIT_JITTER); before that, the admissions'.  (Two admissions a few hundred ms
+        apart, one of them late by tens of ms on a busy machine, overstate the rate by as
+        many per cent: that lower bound only lifts the rate until a run gives a better
+        one.)"""
+        est = self.trend.estimate
+        if est is not None:
+            return max(self.evidence.lo_of(cap), est.lo)
+        return max(self.admit_floor, self.evidence.lo_of(cap))
+
+    def _trend_rate(self, rate: float, cap: float, source: str, sent_at: float,
+                    remaining: float, est: TrendEstimate | None) -> tuple[float, str]:
+        """The rate once ``remaining`` over time is read too (see :mod:`.rate_trend`).
+
+        Resets that bound the rate from above (ms durations) are exact already, and more
+        so than the trend (whose send times are when requests were admitted, not when
+        they reached the server): they are kept (ms resets pin it within a response or
+        two, so only whole-second ones get here).  Where none does (whole-second instants),
+        the rate is a working one, AIMD-like: raised
+        5 % per response showing the server's bucket full while ours held requests back
+        (we are below the quota), set to the trend's estimate whenever a run of responses
+        extends it, cut on a 429 (:meth:`refused`), never below what is proven nor above
+        the trend's proven upper bound."""
+        ev = self.evidence
+        if ev.proven or self.configured is not None:
+            return rate, source  # (a configured rate is never probed above)
+        if self.probe is None:
+            self.probe = (rate, source)
+        p, source = self.probe
+        if remaining < cap - 1.0:
+            self.full_streak = 0
+        if est is not None and est.end == sent_at and est.moved:
+            # the run shows the level moving: its slope is the refill, not our own pace
+            p, source = est.rate, "headers: remaining over time"
+        elif est is not None and est.end == sent_at and est.rate > p:
+            # a level that stayed within one unit: the server kept up with our pace
+            p, source = est.rate, "headers: remaining over time"
+        elif remaining >= cap - 1.0 and sent_at - self.limited_at <= _PROBE_RECENT:
+            # after a refusal, creep (about one refusal per 1/_CREEP responses at most),
+            # until the server's bucket has shown full many times over: then step again
+            self.full_streak += 1
+            if self.full_streak >= _FULL_STREAK and cap >= 2.0:  # (a bucket of 1 is
+                # "full" at every admission: no evidence of being below the quota)
+                self.probe_refused = False
+            p = p * (1.0 + (_CREEP if self.probe_refused else _PROBE_STEP))
+            if est is not None:
+                p = min(p, est.hi)
+            source = "headers: probed above what is proven"
+        if est is not None and p > est.hi:
+            p, source = est.hi, "headers: remaining over time"
+        bounds = ev._bounds(cap)
+        if bounds is not None and p > bounds[1]:
+            p, source = bounds[1], "headers: reset"
+        floor = self._floor(cap)
+        if floor > p:
+            p, source = floor, "headers: remaining (server admitted faster)"
+        self.probe = (p, source)
+        return p, source
+
+    def _taken_at_instant(self, t: float) -> float:
+        """Units taken at exactly ``t`` besides one request's own (its siblings)."""
+        at = before = None
+        for stamp, total in reversed(self.history):
+            if stamp > t:
+                continue
+            if stamp == t:
+                at = total if at is None else at
+                continue
+            before = total
+            break
+        if at is None:
+            return 0.0
+        return max(0.0, at - (before or 0.0) - 1.0)
+
     def taken_since(self, t: float) -> float | None:
         """Units taken strictly after ``t``; None when history no longer reaches back."""
         before = 0.0
@@ -417,16 +529,30 @@ class _Dimension:
             if rate is not None and floor > rate:
                 # the server admitted faster than the learned rate allows: believe it
                 rate, source = floor, "headers: remaining (server admitted faster)"
-        if self.ceiling is not None and admitted:
+            if ev.limit != self.trend_limit:  # a new quota: old runs and probes are void
+                self.trend.clear()
+                self.probe, self.trend_limit, self.probe_refused = None, ev.limit, False
+            # every admitted response counts (the trend counts the requests between two);
+            # a run is told by the smallest capacity the server may have (peak + 1)
+            trend = self.trend.add(sent_at, remaining, ev.peak + 1.0)
+            if rate is not None and cap is not None and source is not None:
+                if resolution >= 1.0 or self.probe is not None:
+                    rate, source = self._trend_rate(rate, cap, source, sent_at, remaining,
+                                                    trend)
+        elif (self.probe is not None and not ev.proven and self.configured is None
+              and rate is not None):
+            rate, source = self.probe  # a refusal's headers do not reset the working rate
+        if self.ceiling is not None and admitted and ev.proven:
             self.ceiling *= 1.0 + _CREEP
         if (self.ceiling is not None and source is not None and rate is not None
-                and cap is not None and self.ceiling < rate):
+                and cap is not None and self.ceiling < rate and ev.proven):
             rate = max(0.99 * ev.lo_of(cap), self.ceiling)
             source += ", lowered by 429s"
         if rate is not None and cap is not None and self.burst is not None:
             cap = min(cap, self.burst)
         if (rate is not None and cap is not None
-                and not (source == _UNCONFIRMED and self.configured is not None)):
+                and not (self.configured is not None and not ev.proven)):
+            # (beside a configured rate, only a rate the resets pin is enforced)
             if self.learned is None:
                 # start where our own pacing is, else at what the server said; the
                 # correction below then applies what ``remaining`` proves
@@ -465,7 +591,8 @@ class _Dimension:
             b = self.learned
             held = min(held, max(remaining, b.capacity - b.rate * max(0.0, reset - resolution)))
         upper = held + refill * max(0.0, now - sent_at) - since
-        lower = remaining - since
+        # requests sent at the same instant may have reached the server after this one
+        lower = remaining - since - self._taken_at_instant(sent_at)
         for b in self.buckets():
             if b.level(now) > upper:
                 b.set_level(max(0.0, upper) if upper < b.capacity else b.capacity, now)
@@ -474,16 +601,44 @@ class _Dimension:
             # never stall on our own under-estimate.
             self.learned.set_level(lower, now)
 
-    def refused(self, now: float, sent_at: float | None) -> None:
+    def refused(self, now: float, sent_at: float | None,
+                looked_admitted: float | None = None, repeated: bool = False) -> None:
         """A 429 although the learned bucket admitted the request: the rate, which the
         headers only bound from above, is too high.  Lower it 1 % per refusal, never
         more than 1 % below what the headers prove (their lower bound): pacing a hair
         under the quota costs far less than a refusal every few requests.  It creeps
         back up by ``_CREEP`` per admitted response."""
         ev, b = self.evidence, self.learned
+        if sent_at is not None and looked_admitted is not None:
+            # its headers had no retry-after, so they were read as an admitted response's
+            self.trend.discard(sent_at, looked_admitted)
+            if (sent_at, looked_admitted) in self.admits:
+                self.admits.remove((sent_at, looked_admitted))
         if sent_at is None or sent_at < self.learned_at:
             return  # sent before anything was learned: no verdict on the learned rate
         if b is None or ev.source is None or ev.rate is None or ev.capacity is None:
+            return
+        if self.probe is not None and not ev.proven:
+            # a working rate (see _trend_rate): cut it, hard while nothing bounds it
+            p, src = self.probe
+            floor = self._floor(b.capacity)
+            # halve only a rate that draws 429 after 429 and that nothing supports (e.g. a
+            # daily limit read per minute); a right prior overshot by a probe loses 1 %
+            # (the first refusal after 5 % steps undoes one step)
+            cut = (_CUT_UNPROVEN if repeated and self.trend.estimate is None
+                   and p > 2.0 * floor else _CUT_PROVEN if self.probe_refused
+                   else _CUT_FIRST)
+            # (after halving a baseless rate, probing may step again; so it may after a
+            # refusal of a rate no faster than the proven one: a burst's, not the rate's)
+            self.probe_refused = cut != _CUT_UNPROVEN and p > floor * (1.0 + 1e-6)
+            p = max(0.99 * floor, p * cut)
+            self.full_streak = 0
+            if not src.endswith(", lowered by 429s"):
+                src += ", lowered by 429s"
+            self.probe = (p, src)
+            if p < b.rate:
+                b.reconfigure(p, b.capacity, now)
+                self.rate_source = src
             return
         self.ceiling = 0.99 * max(ev.lo_of(ev.capacity), b.rate)
         if self.ceiling < b.rate:
@@ -558,6 +713,7 @@ class KeyLimiter:
         self._consecutive_429 = 0
         self._tokens_exhausted = False
         self._last_sent_at: float | None = None
+        self._looked_admitted: float | None = None
 
     # -- admission --------------------------------------------------------------------
 
@@ -581,6 +737,23 @@ class KeyLimiter:
         if tokens > 0:
             self._tok.take(tokens, now)
         return True
+
+    def book(self, tokens: float, now: float) -> None:
+        """Take one request and ``tokens`` whatever the buckets hold: a request another
+        gate admitted (a shared store's), so that this limiter, used as its learner,
+        accounts for what was sent exactly as if it had admitted it."""
+        self._req.take(1.0, now)
+        if tokens > 0:
+            self._tok.take(tokens, now)
+
+    def binding(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """(request rate/s, request capacity, token rate/s, token capacity) that bind:
+        the smallest over the configured and learned buckets (None: unlimited)."""
+        out: list[float | None] = []
+        for dim in (self._req, self._tok):
+            bs = dim.buckets()
+            out += [min(b.rate for b in bs), min(b.capacity for b in bs)] if bs else [None, None]
+        return out[0], out[1], out[2], out[3]
 
     def reconcile(self, estimated: float, actual: float, now: float, *,
                   acquired_at: float | None = None) -> None:
@@ -624,6 +797,8 @@ class KeyLimiter:
         """
         sent = now if sent_at is None or sent_at > now else sent_at
         self._last_sent_at = sent_at  # a 429's observe_429 follows its observe
+        self._looked_admitted = (info.remaining_requests if info.retry_after is None
+                                 and info.remaining_requests is not None else None)
         res = getattr(info, "reset_resolution", 0.0005)
         if res >= 1.0:
             # an instant (Anthropic) read on arrival: the server counted up to one
@@ -650,20 +825,26 @@ class KeyLimiter:
 
         With a ``retry_after`` the cooldown is that long -- but a whole-second one
         (Anthropic's, or any rounded up) only proves the wait is over ``retry_after - 1``:
-        when the server's own headers taught a request rate and the refusal was not for
+        when a request rate is known (learned; configured where the resets are whole
+        seconds) and the refusal was not for
         tokens, the cooldown is the later of that and one refill step (``1/rate``), not
         most of an idle second.  Without a hint: an adaptive 1 s, 2 s, 4 s ... (capped at
         60 s) that grows with consecutive 429s until :meth:`observe_success`.  The request
         buckets restart from empty, so waiters are released one refill step apart.
         """
         self._consecutive_429 += 1
+        # the learned request rate, or, where the headers' resets are whole seconds (no
+        # learned bucket beside a configured rate then), the configured one
         learned = self._req.learned
+        coarse = any(res >= 1.0 for _, _, res, _ in self._req.evidence.samples)
+        rate = (learned.rate if learned is not None else
+                self._req.rate() if coarse else None)
         if retry_after is not None and retry_after >= 0:
             wait = float(retry_after)
             source = "429: retry-after"
-            if (learned is not None and not self._tokens_exhausted and wait >= 1.0
+            if (rate is not None and not self._tokens_exhausted and wait >= 1.0
                     and wait == math.floor(wait)):
-                shorter = max(wait - 1.0, 1.0 / learned.rate)
+                shorter = max(wait - 1.0, 1.0 / rate)
                 if shorter < wait:
                     wait, source = shorter, "429: whole-second retry-after, learned rate"
         else:
@@ -674,7 +855,9 @@ class KeyLimiter:
             self._cooldown_until = now + wait
             self._cooldown_source = source
         if not self._tokens_exhausted:
-            self._req.refused(now, self._last_sent_at)
+            self._req.refused(now, self._last_sent_at, self._looked_admitted,
+                              repeated=self._consecutive_429 >= 2)
+        self._last_sent_at = self._looked_admitted = None  # (a 429 without headers)
         for b in self._req.buckets():
             if b.level(now) > 0:
                 b.set_level(0.0, now)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
-from ipfs_accelerate_groq.backend import GroqBackend, request_window
+from ipfs_accelerate_groq.backend import GroqBackend
 from ipfs_accelerate_groq.server import EXAMPLE_LIMITS, GroqServer
 
 from ipfs_accelerate_py.client import Client
@@ -172,10 +173,7 @@ def test_rate_limit_headers_are_per_day_requests_and_per_minute_tokens(srv):
     info = GroqBackend().rate_limit_info(resp)
     assert info.limit_requests == 14400 and info.request_window == 86400
     assert info.limit_tokens == 6000 and info.token_window == 60
-    # A real answer: 30 of 14400 used, full again in 2m59.56s -> the window is about a day.
-    w = request_window(RateLimitInfo(limit_requests=14400, remaining_requests=14370,
-                                     reset_requests=179.56))
-    assert 86000 < w <= 86400
+
 
 
 def test_429_like_groq_is_rate_limited_and_retried(client, srv):
@@ -292,13 +290,58 @@ def test_per_minute_quota_is_restated_per_day():
     assert info.limit_requests / info.request_window == pytest.approx(1.0)  # one request a second
 
 
-def test_exhausted_quota_waits_one_refill_step_not_a_day():
+def test_headers_are_read_as_said_even_when_exhausted():
+    """The backend reports what the server said; the limiter derives the rest (no
+    rewritten reset when remaining is 0)."""
     resp = requests.models.Response()
     resp.headers.update({"x-ratelimit-limit-requests": "14400", "x-ratelimit-remaining-requests": "0",
                          "x-ratelimit-reset-requests": "23h59m54s"})
     info = GroqBackend().rate_limit_info(resp)
-    assert info.request_window == pytest.approx(86394.0)
-    assert info.reset_requests == pytest.approx(86394.0 / 14400)
+    assert info.request_window == 86400.0
+    assert info.reset_requests == pytest.approx(86394.0)
+    assert info.remaining_requests == 0
+
+
+def test_limiter_reads_groq_headers_over_real_http():
+    """Against the Groq protocol server (a 4 req/s bucket of 2, restated per day): the
+    limiter learns 4 req/s (and the daily bucket) from the headers as sent, and a key whose
+    daily quota says remaining 0 waits one refill step (1/4 s), not the day-long reset."""
+    from ipfs_accelerate_py.limiter import KeyLimiter
+    from ipfs_accelerate_py.wire.ratelimit import parse_duration
+    from ipfs_accelerate_sim import SimConfig, Simulator
+
+    backend = GroqBackend()
+    with Simulator(SimConfig(rps=4, burst=2, backends=["groq"]),
+                   servers={"groq": GroqServer()}) as sim:
+        url = sim.base_url("groq") + "/openai/v1/chat/completions"
+        limiter = KeyLimiter(0.0)
+        t0 = time.monotonic()
+        exhausted = None
+        with requests.Session() as http:
+            for _ in range(12):
+                sent = time.monotonic() - t0
+                resp = http.post(url, json=CHAT, timeout=10,
+                                 headers={"Authorization": "Bearer test-key-1"})
+                now = time.monotonic() - t0
+                info = backend.rate_limit_info(resp)
+                assert info is not None
+                # as said: the reset is the header's, never rewritten
+                assert info.reset_requests == pytest.approx(
+                    parse_duration(resp.headers["x-ratelimit-reset-requests"]))
+                limiter.observe(info, now, sent_at=sent)
+                if resp.status_code == 429:
+                    limiter.observe_429(info.retry_after, now)
+                elif info.remaining_requests == 0 and exhausted is None:
+                    exhausted = (info, now)
+    assert exhausted is not None, "the bucket of 2 was never exhausted"
+    info, now = exhausted
+    assert info.reset_requests > 3600  # the daily bucket's time to full, as sent
+    req = limiter.snapshot(now)["requests"]
+    assert req["rate_per_second"] == pytest.approx(4.0, rel=0.02)
+    assert req["capacity"] == info.limit_requests  # the daily bucket, as stated
+    fresh = KeyLimiter(0.0)
+    fresh.observe(info, 1.0, sent_at=1.0)
+    assert fresh.wait_time(0, 1.0) <= 0.25 + 1e-6  # one refill step, not a day
 
 
 def test_default_server_sends_no_fixed_rate_limit_headers():

@@ -1,9 +1,10 @@
 """A :class:`~ipfs_accelerate_py.limiter.KeyLimiter` whose buckets live in Redis.
 
 Same interface and semantics as the core's limiter (request and token buckets, learned
-limits, 429 cooldowns with adaptive backoff) -- except the learning from headers, which
-keeps the simpler pre-issue-12 rules (see the README: "What differs") -- but shared by every process that uses the
-same Redis and scope.  Each call makes at most one round trip: ``acquire``, ``observe``,
+limits, 429 cooldowns with adaptive backoff), shared by every process that uses the same
+Redis and scope.  The learning is the core's own: each process runs a
+:class:`KeyLimiter` as its learner (fed the same acquisitions, responses and 429s as an
+in-process limiter would be) and hands the script the rates and capacities it learned.  Each call makes at most one round trip: ``acquire``, ``observe``,
 ``observe_429``, ``release_unsent`` and ``reconcile`` run one atomic script; ``wait_time``,
 ``headroom`` and ``snapshot`` answer from the last state read (see :mod:`.mirror`),
 re-reading it when it is older than the store's ``refresh`` interval.
@@ -48,6 +49,9 @@ class RedisLimiter(Limiter):
         # Validates the arguments exactly as the core does, and is the fallback.
         self._fallback = self._make_local(now)
         self._fallback_outage = store.health.outages
+        # The core's learner, at the full configured rates: what it learns is pushed to
+        # the shared bucket (its own buckets admit nothing).
+        self._learner = KeyLimiter(now, requests_per_minute, tokens_per_minute, burst)
         self._key = redis_key
         self._cfg = [_num(requests_per_minute), _num(tokens_per_minute), _num(burst),
                      str(int(store.ttl * 1000))]
@@ -120,11 +124,16 @@ class RedisLimiter(Limiter):
     def acquire(self, tokens: float, now: float) -> bool:
         res = self._run("acquire", _num(tokens))
         if res is _DOWN:
-            return False if self._store.fail_closed else self._local.acquire(tokens, now)
-        return res is not None and res <= 0
+            ok = False if self._store.fail_closed else self._local.acquire(tokens, now)
+        else:
+            ok = res is not None and res <= 0
+        if ok:
+            self._learner.book(tokens, now)
+        return ok
 
     def reconcile(self, estimated: float, actual: float, now: float, *,
                   acquired_at: float | None = None) -> None:
+        self._learner.reconcile(estimated, actual, now, acquired_at=acquired_at)
         delta = estimated - actual
         if delta == 0 or (self._mirror is not None and self._mirror.tr is None
                           and self._store.health.ok):
@@ -135,21 +144,25 @@ class RedisLimiter(Limiter):
 
     def release_unsent(self, tokens: float, now: float, *,
                        acquired_at: float | None = None) -> None:
+        self._learner.release_unsent(tokens, now, acquired_at=acquired_at)
         elapsed = None if acquired_at is None else now - acquired_at
         if self._run("release", _num(tokens), _num(elapsed)) is _DOWN:
             self._local.release_unsent(tokens, now, acquired_at=acquired_at)
 
     # -- learning ---------------------------------------------------------------------
     def observe(self, info: Any, now: float, *, sent_at: float | None = None) -> None:
+        self._learner.observe(info, now, sent_at=sent_at)
+        figures = self._learner.binding()
         if sent_at is not None and sent_at < now:
             info = self._as_of_now(info, now - sent_at)
-        if self._unchanged_by(info, now):
+        if self._unchanged_by(info, now, figures):
             return
         res = self._run("observe",
                         _num(info.limit_requests), _num(info.remaining_requests),
                         _num(info.reset_requests), _num(info.request_window),
                         _num(info.limit_tokens), _num(info.remaining_tokens),
-                        _num(info.reset_tokens), _num(info.token_window))
+                        _num(info.reset_tokens), _num(info.token_window),
+                        *(_num(f) for f in figures), "1" if self._learner.learned else "")
         if res is _DOWN:
             self._local.observe(info, now)
 
@@ -170,32 +183,36 @@ class RedisLimiter(Limiter):
                 changes[field] = value + 1.0 + (rate or 0.0) * age
         return attrs.evolve(info, **changes) if changes else info
 
-    def _unchanged_by(self, info: Any, now: float) -> bool:
+    def _unchanged_by(self, info: Any, now: float, figures: tuple) -> bool:
         """Would ``observe(info)`` change nothing?  Then skip the round trip.  True only
-        when the limits are already known as reported and ``remaining`` is positive and
-        not below the (optimistic) mirrored level."""
+        when the shared bucket already has the learned rates and capacities and
+        ``remaining`` is positive and not below the (optimistic) mirrored level."""
         m = self._mirror
-        if m is None or not self._store.health.ok:
+        if m is None or not self._store.health.ok or (self._learner.learned and not m.learned):
             return False
-        for configured, rate, level, limit, remaining, window in (
-                (self._cfg[0] != "", m.rr, m.request_level(now), info.limit_requests,
-                 info.remaining_requests, info.request_window),
-                (self._cfg[1] != "", m.tr, m.token_level(now), info.limit_tokens,
-                 info.remaining_tokens, info.token_window)):
-            if limit is not None and not configured and (
-                    rate is None or not math.isclose(rate, limit / (window or 60.0))):
+        for have, want in zip((m.rr, m.rc, m.tr, m.tc), figures):
+            if want is not None and (have is None or not math.isclose(have, want)):
                 return False
+        for level, remaining in ((m.request_level(now), info.remaining_requests),
+                                 (m.token_level(now), info.remaining_tokens)):
             if remaining is not None and (remaining <= 0 or level is None or remaining < level):
                 return False
         if info.remaining_requests is not None and info.remaining_requests > m.peak_remaining:
-            return False  # a new peak may raise the learned request capacity
+            return False  # the shared peak (kept for the snapshot)
         return True
 
     def observe_429(self, retry_after: float | None, now: float) -> None:
-        if self._run("o429", _num(retry_after)) is _DOWN:
+        self._learner.observe_429(retry_after, now)
+        wait = retry_after
+        if retry_after is not None:
+            # the core's reading of the hint (a whole-second one waits one refill step)
+            wait = self._learner.cooldown(now)
+        rate, cap = self._learner.binding()[:2]
+        if self._run("o429", _num(wait), _num(rate), _num(cap)) is _DOWN:
             self._local.observe_429(retry_after, now)
 
     def observe_success(self, now: float) -> None:
+        self._learner.observe_success(now)
         m = self._mirror
         if m is not None and m.n429 == 0 and self._store.health.ok:
             return  # nothing to reset: no round trip
@@ -248,6 +265,9 @@ class RedisLimiter(Limiter):
                 "cooldown": m.cooldown(now),
                 "learned": m.learned,
             }
+            # what this process's learner found, and where each figure came from
+            mine = self._learner.snapshot(now)
+            snap["requests"], snap["tokens"] = mine["requests"], mine["tokens"]
         snap["shared"] = True
         snap["degraded"] = m is None
         return snap

@@ -61,25 +61,21 @@ local function decayed(rate, amount, elapsed)
   if elapsed == nil then return amount end
   return math.max(0, amount - rate * math.max(0, elapsed))
 end
-local function learn(rate, cap, level, configured, bcap, limit, remaining, reset, window)
-  if window == nil or window <= 0 then window = 60 end
-  if not configured and limit and limit > 0 and limit < math.huge then
-    local ncap = limit
-    if bcap then ncap = math.min(bcap, limit) end
+-- The rates and capacities are learned by the client, with the core's own learner (the
+-- same code as an in-process limiter's); the script adopts them and applies `remaining`.
+local function adopt(rate, cap, level, lrate, lcap, remaining, reset)
+  if lrate and lcap then
     if rate == nil then
-      if remaining then level = math.min(ncap, math.max(0, remaining)) else level = ncap end
+      if remaining then level = math.min(lcap, math.max(0, remaining)) else level = lcap end
     else
-      level = math.min(level, ncap)
+      level = math.min(level, lcap)
     end
-    rate = limit / window; cap = ncap; lr = 1
+    rate = lrate; cap = lcap
   end
   if rate and remaining and remaining < level then level = math.max(0, remaining) end
-  if remaining and remaining <= 0 and reset and reset > 0 then
-    -- reset is when the window is whole again; on a continuously refilling quota the
-    -- next request fits after one refill step.
-    local step = reset
-    if limit and limit > 0 then step = window / limit end
-    cd = math.max(cd, now + math.min(reset, step))
+  if remaining and remaining <= 0 and reset and reset > 0 and rate == nil then
+    -- nothing to pace by: wait out the reset
+    cd = math.max(cd, now + reset)
   end
   return rate, cap, level
 end
@@ -106,17 +102,20 @@ elseif op == 'reconcile' then
     dirty = true
   end
 elseif op == 'observe' then
-  -- Learned request capacity: the configured burst, else the peak remaining + 1 (a
-  -- server enforcing a minute's quota in short bursts never reports more).
-  local rem, b = arg(7), burst
+  -- ARGV 6..13: limit, remaining, reset, window (requests, then tokens); 14..17: the
+  -- learned request rate/capacity and token rate/capacity (binding: configured and learned
+  -- together); 18: "1" when anything was learned.
+  local rem = arg(7)
   if rem and rem > pk then pk = rem end
-  if b == nil and pk >= 0 then b = pk + 1 end
-  rr, rc, rl = learn(rr, rc, rl, crpm ~= nil, b, arg(6), rem, arg(8), arg(9))
-  tr, tc, tl = learn(tr, tc, tl, ctpm ~= nil, nil, arg(10), arg(11), arg(12), arg(13))
+  rr, rc, rl = adopt(rr, rc, rl, arg(14), arg(15), rem, arg(8))
+  tr, tc, tl = adopt(tr, tc, tl, arg(16), arg(17), arg(11), arg(12))
+  if arg(18) == 1 then lr = 1 end
   dirty = true
 elseif op == 'o429' then
   n4 = n4 + 1
   local ra = arg(6)
+  -- ARGV 7..8: the learned request rate/capacity after the refusal (a probe cut)
+  if arg(7) and arg(8) then rr, rc, rl = adopt(rr, rc, rl, arg(7), arg(8), nil, nil) end
   local w
   if ra and ra >= 0 then w = ra else w = math.min(60, 2 ^ math.min(n4 - 1, 64)) end
   cd = math.max(cd, now + w)

@@ -70,17 +70,11 @@ class GroqBackend(Backend):
         return self.make_error(cls, info.message, response, code=info.code)
 
     def rate_limit_info(self, response: Any) -> RateLimitInfo | None:
+        # Read as said: the request limit is per day (the limiter's prior), the reset the
+        # time until the bucket is full.  Rate, capacity and any wait are the limiter's to
+        # derive from these (an exhausted daily quota paces at the refill, not a day).
         info = parse_openai_headers(response.headers, request_window=REQUEST_WINDOW)
-        if info.is_empty():
-            return None
-        window = request_window(info)
-        info = attrs.evolve(info, request_window=window)
-        if info.limit_requests and info.remaining_requests is not None and info.remaining_requests <= 0:
-            # The limiter cools an exhausted key down for ``reset``; Groq's reset is the time
-            # until the whole daily quota is back, but the next request is possible after one
-            # refill step (window / limit), so that is the wait worth reporting.
-            info = attrs.evolve(info, reset_requests=window / info.limit_requests)
-        return info
+        return None if info.is_empty() else info
 
     # ------------------------------------------------------------------ chat
     def build_chat(self, request: Request, key: ApiKey | None) -> HttpRequest:
@@ -123,20 +117,6 @@ class GroqBackend(Backend):
         return oc.parse_model(self.decode_json(response),
                               request_id=self.provider_request_id(response),
                               make_error=self.error_factory(response))
-
-
-def request_window(info: RateLimitInfo) -> float:
-    """The request window the headers imply.
-
-    Groq's request quota is per day and refills continuously: ``reset-requests`` is the
-    time until ``remaining`` is back at ``limit`` (14400 limit, 14370 remaining, reset
-    ``2m59.56s``: 30 requests in 180 s, one day for all 14400).  So the whole window is
-    ``reset * limit / (limit - remaining)``; without a usable reset it is one day.
-    """
-    limit, remaining, reset = info.limit_requests, info.remaining_requests, info.reset_requests
-    if limit and remaining is not None and reset and remaining < limit:
-        return min(REQUEST_WINDOW, max(0.001, reset * limit / (limit - remaining)))
-    return REQUEST_WINDOW
 
 
 def _decoded(response: Any) -> tuple[int, Any, str]:
