@@ -142,6 +142,47 @@ class HttpRequest:
             self.deadline = deadline
 
 
+def environ_ca_bundle() -> str | None:
+    """The CA bundle the environment names (``REQUESTS_CA_BUNDLE``, then
+    ``CURL_CA_BUNDLE``, as requests reads them); None: the library's default."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+
+class EnvironProxies:
+    """Each origin's proxies from the environment (``no_proxy`` honoured), read on the
+    origin's first request instead of on every call as requests does."""
+
+    def __init__(self) -> None:
+        self._by_origin: dict[str, dict[str, str]] = {}
+
+    def for_url(self, url: str) -> dict[str, str]:
+        split = urlsplit(url)
+        origin = f"{split.scheme}://{split.netloc}"
+        proxies = self._by_origin.get(origin)
+        if proxies is None:
+            proxies = self._by_origin[origin] = get_environ_proxies(origin)
+        return proxies
+
+    def __iter__(self) -> Iterator[str]:
+        """The origins read so far."""
+        return iter(self._by_origin)
+
+
+def attempt_timeouts(req: HttpRequest, timeout: tuple[float, float], backend: str | None,
+                     request_id: str | None) -> tuple[float, float, float | None]:
+    """``(connect, read, seconds left)`` for one attempt: the read timeout cut to what is
+    left of its deadline (None: no deadline).  A deadline already passed is a
+    :class:`RequestTimeout`: nothing is sent."""
+    connect, read = req.timeout or timeout
+    if req.deadline is None:
+        return connect, read, None
+    left = req.deadline - time.monotonic()
+    if left <= 0:
+        raise RequestTimeout("the attempt's deadline passed before it was sent",
+                             backend=backend, request_id=request_id)
+    return connect, max(0.001, min(read, left)), left
+
+
 class Transport:
     """Sends :class:`HttpRequest` objects and turns network failures into classified errors."""
 
@@ -157,24 +198,17 @@ class Transport:
         # requests re-reads the environment (proxies, no_proxy, netrc, CA bundle) on every
         # call -- about a quarter of a small request's CPU.  Our own session reads it once:
         # the CA bundle now, each origin's proxies on its first request.
-        self._environ_proxies: dict[str, dict[str, str]] | None = None
+        self._environ_proxies: EnvironProxies | None = None
         if own:
-            self.session.verify = (os.environ.get("REQUESTS_CA_BUNDLE")
-                                   or os.environ.get("CURL_CA_BUNDLE") or True)
+            self.session.verify = environ_ca_bundle() or True
             if self.session.trust_env:
                 self.session.trust_env = False
-                self._environ_proxies = {}
+                self._environ_proxies = EnvironProxies()
 
     def _proxies(self, url: str) -> dict[str, str] | None:
-        cache = self._environ_proxies
-        if cache is None:
+        if self._environ_proxies is None:
             return None
-        split = urlsplit(url)
-        origin = f"{split.scheme}://{split.netloc}"
-        proxies = cache.get(origin)
-        if proxies is None:
-            proxies = cache[origin] = get_environ_proxies(origin)  # honours no_proxy
-        return proxies or None
+        return self._environ_proxies.for_url(url) or None
 
     def send(self, req: HttpRequest, timeout: tuple[float, float], *,
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
@@ -184,13 +218,7 @@ class Transport:
         :class:`ResponseTooLarge`; a 3xx is returned, never followed (the pipeline makes it
         :func:`redirect_error`).  The errors carry no chained ``requests`` exception: that
         one holds the sent headers."""
-        connect, read = req.timeout or timeout
-        if req.deadline is not None:
-            left = req.deadline - time.monotonic()
-            if left <= 0:
-                raise RequestTimeout("the attempt's deadline passed before it was sent",
-                                     backend=backend, request_id=request_id)
-            read = max(0.001, min(read, left))
+        connect, read, _ = attempt_timeouts(req, timeout, backend, request_id)
         failure: ProviderError | None = None
         try:
             # Always streamed underneath: the body is read here, in bounded pieces.
@@ -233,23 +261,7 @@ class Transport:
         seven settings through requests' generic helpers on every call (a fifth of a small
         request's CPU)."""
         session = self.session
-        headers = requests.structures.CaseInsensitiveDict(session.headers)
-        for name, value in req.headers.items():
-            if value is None:  # requests' rule: None removes a session header
-                headers.pop(name, None)
-            else:
-                headers[name] = value
-        params = req.params
-        if session.params:
-            params = merge_setting(params, session.params)
-        cookies = None  # an empty jar; copy the session's only when it holds cookies
-        if session.cookies:
-            cookies = merge_cookies(requests.cookies.RequestsCookieJar(), session.cookies)
-        prepared = requests.PreparedRequest()
-        prepared.prepare(method=req.method.upper(), url=req.url, headers=headers,
-                         data=req.data or {}, json=req.json, params=params or {},
-                         auth=req.auth if req.auth is not None else session.auth,
-                         cookies=cookies, hooks=merge_hooks(default_hooks(), session.hooks))
+        prepared = prepare(session, req)
         proxies = self._proxies(req.url)
         if session.proxies:
             proxies = merge_setting(proxies, session.proxies)
@@ -258,6 +270,31 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+
+
+def prepare(session: requests.Session, req: HttpRequest) -> requests.PreparedRequest:
+    """``req`` prepared as ``session.prepare_request`` would (the session's headers,
+    params, auth and cookies merged as requests merges them; the same wire format), for a
+    session that reads no environment per call -- without re-merging seven settings
+    through requests' generic helpers (a fifth of a small request's CPU)."""
+    headers = requests.structures.CaseInsensitiveDict(session.headers)
+    for name, value in req.headers.items():
+        if value is None:  # requests' rule: None removes a session header
+            headers.pop(name, None)
+        else:
+            headers[name] = value
+    params = req.params
+    if session.params:
+        params = merge_setting(params, session.params)
+    cookies = None  # an empty jar; copy the session's only when it holds cookies
+    if session.cookies:
+        cookies = merge_cookies(requests.cookies.RequestsCookieJar(), session.cookies)
+    prepared = requests.PreparedRequest()
+    prepared.prepare(method=req.method.upper(), url=req.url, headers=headers,
+                     data=req.data or {}, json=req.json, params=params or {},
+                     auth=req.auth if req.auth is not None else session.auth,
+                     cookies=cookies, hooks=merge_hooks(default_hooks(), session.hooks))
+    return prepared
 
 
 def _redact(prepared: Any, auth: AuthBase | None) -> None:
@@ -299,7 +336,70 @@ def redirect_error(error: ProviderError, response: requests.Response) -> Unexpec
     return err
 
 
-class BoundedBody:
+class _BodyBounds:
+    """What every bounded body shares: the size bound on decoded bytes, the errors it
+    raises (carrying status, backend and request id) and ``read``.  A subclass gives
+    :meth:`stream` (pieces as they arrive, each passed through :meth:`_count`), the
+    status and how to drop the connection."""
+
+    max_body: int | None
+    deadline: float | None
+    backend: str | None
+    request_id: str | None
+    received: int
+
+    def _status(self) -> int:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        raise NotImplementedError
+
+    def stream(self, amt: int | None = None, decode_content: bool | None = True
+               ) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
+        return cls(message, status=self._status(), backend=self.backend,
+                   request_id=self.request_id, **extra)
+
+    def _timed_out(self) -> ProviderError:
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        return self._error(RequestTimeout, (
+            "the attempt's deadline passed while reading the answer" if late
+            else "timed out reading the answer") + f" ({self.received} bytes received)")
+
+    def _cut(self, exc: BaseException) -> ProviderError:
+        # A cut body (a reset, an incomplete read) or a corrupt encoding: the network's
+        # fault, worth another attempt.
+        return self._error(BodyCut, "answer cut or corrupt after "
+                           f"{self.received} bytes: {type(exc).__name__}")
+
+    def _count(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.max_body is not None and self.received > self.max_body:
+            self._drop()
+            raise self._error(ResponseTooLarge,
+                              f"answer larger than max_response_bytes={self.max_body}",
+                              limit=self.max_body)
+
+    def read(self, amt: int | None = None, decode_content: bool | None = True,
+             cache_content: bool = False) -> bytes:
+        if amt is None:
+            return self.read_all()
+        for data in self.stream(amt, decode_content):
+            return data
+        return b""
+
+    def read_all(self) -> bytes:
+        # One growing buffer, not a list of pieces: a fast reader gets many small pieces,
+        # and their per-object overhead would multiply the memory held near the bound.
+        buf = bytearray()
+        for data in self.stream():
+            buf += data
+        return bytes(buf)
+
+
+class BoundedBody(_BodyBounds):
     """Stands in for ``response.raw`` (a urllib3 response): every read goes through
     :meth:`stream`, which reads what has arrived (``read1``, so a dripping server cannot
     make one read wait for a full buffer), caps each socket wait at the time left before
@@ -324,9 +424,11 @@ class BoundedBody:
             raise AttributeError(name)
         return getattr(self._raw, name)
 
-    def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
-        return cls(message, status=self._resp.status_code, backend=self.backend,
-                   request_id=self.request_id, **extra)
+    def _status(self) -> int:
+        return self._resp.status_code
+
+    def _drop(self) -> None:
+        self._raw.close()
 
     def _cap_socket_wait(self) -> None:
         if self.deadline is None:
@@ -353,47 +455,20 @@ class BoundedBody:
             try:
                 data = self._raw.read1(size, decode_content=decode_content)
             except (ReadTimeoutError, socket.timeout, TimeoutError):
-                late = self.deadline is not None and time.monotonic() >= self.deadline
-                failure = self._error(RequestTimeout, (
-                    "the attempt's deadline passed while reading the answer" if late
-                    else "timed out reading the answer") + f" ({self.received} bytes received)")
+                failure = self._timed_out()
             except (Urllib3Error, HTTPException, OSError, ValueError) as exc:
-                # A cut body (ProtocolError, IncompleteRead, a reset) or a corrupt
-                # encoding (DecodeError): the network's fault, worth another attempt.
-                failure = self._error(BodyCut, "answer cut or corrupt after "
-                                      f"{self.received} bytes: {type(exc).__name__}")
+                failure = self._cut(exc)  # ProtocolError, IncompleteRead, DecodeError...
             if failure is not None:
                 self._raw.close()
                 raise failure
             if not data:
                 return
-            self.received += len(data)
-            if self.max_body is not None and self.received > self.max_body:
-                self._raw.close()
-                raise self._error(ResponseTooLarge,
-                                  f"answer larger than max_response_bytes={self.max_body}",
-                                  limit=self.max_body)
+            self._count(data)
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 self._raw.close()
                 raise self._error(RequestTimeout, "the attempt's deadline passed while "
                                   f"reading the answer ({self.received} bytes received)")
             yield data
-
-    def read(self, amt: int | None = None, decode_content: bool | None = True,
-             cache_content: bool = False) -> bytes:
-        if amt is None:
-            return self.read_all()
-        for data in self.stream(amt, decode_content):
-            return data
-        return b""
-
-    def read_all(self) -> bytes:
-        # One growing buffer, not a list of pieces: a fast reader gets many small pieces,
-        # and their per-object overhead would multiply the memory held near the bound.
-        buf = bytearray()
-        for data in self.stream():
-            buf += data
-        return bytes(buf)
 
 
 def iter_bounded_lines(response: requests.Response) -> Iterator[bytes]:

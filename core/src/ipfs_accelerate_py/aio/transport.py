@@ -19,26 +19,34 @@ import asyncio
 import os
 import ssl
 import time
-from typing import Any, Iterator, Mapping
-from urllib.parse import urlsplit
+from typing import Any, Iterator
 
 import aiohttp
 import requests
 from requests import compat as _compat
-from requests.models import RequestEncodingMixin
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
-from requests.utils import get_environ_proxies, select_proxy
+from requests.utils import select_proxy
 
 from ..errors import (
     AccelerateError,
     ConnectionFailed,
-    ProviderError,
     RequestCancelled,
     RequestTimeout,
     ResponseTooLarge,
 )
-from ..http import DEFAULT_MAX_BODY, DEFAULT_MAX_LINE, BodyCut, HttpRequest, _redact
+from ..http import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_LINE,
+    BodyCut,
+    EnvironProxies,
+    HttpRequest,
+    _BodyBounds,
+    _redact,
+    attempt_timeouts,
+    environ_ca_bundle,
+    prepare,
+)
 from .bridge import await_
 
 _READ_SIZE = 64 * 1024
@@ -48,8 +56,7 @@ _ACCEPT_ENCODING = "gzip, deflate"
 
 
 def _ssl_context() -> ssl.SSLContext:
-    bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-              or DEFAULT_CA_BUNDLE_PATH)
+    bundle = environ_ca_bundle() or DEFAULT_CA_BUNDLE_PATH
     if os.path.isdir(bundle):
         return ssl.create_default_context(capath=bundle)
     return ssl.create_default_context(cafile=bundle)
@@ -69,8 +76,7 @@ class AsyncTransport:
         # Prepares requests exactly as the sync transport's session does; never sends.
         self._prep = requests.Session()
         self._prep.trust_env = False
-        self._trust_env = trust_env
-        self._environ_proxies: dict[str, dict[str, str]] = {}
+        self._environ_proxies = EnvironProxies() if trust_env else None
         self._ssl = _ssl_context()
 
     # ------------------------------------------------------------------ plumbing
@@ -85,47 +91,12 @@ class AsyncTransport:
         return session
 
     def _proxy(self, url: str) -> str | None:
-        if not self._trust_env:
+        if self._environ_proxies is None:
             return None
-        split = urlsplit(url)
-        origin = f"{split.scheme}://{split.netloc}"
-        proxies = self._environ_proxies.get(origin)
-        if proxies is None:
-            proxies = self._environ_proxies[origin] = get_environ_proxies(origin)  # no_proxy too
+        proxies = self._environ_proxies.for_url(url)  # no_proxy honoured
         return select_proxy(url, proxies) if proxies else None
 
     # ------------------------------------------------------------------ sending
-    def _prepare(self, req: HttpRequest) -> requests.PreparedRequest:
-        """The request as ``requests`` prepares it (the sync transport's wire format).  A
-        JSON or raw body takes a short path: ``Session.prepare_request`` re-merges
-        session settings and re-parses the URL on every call, about 0.4 ms."""
-        if isinstance(req.data, Mapping) or isinstance(req.data, (list, tuple)):
-            return self._prep.prepare_request(requests.Request(  # form fields: requests' way
-                req.method, req.url, headers=req.headers, params=req.params, json=req.json,
-                data=req.data, auth=req.auth))
-        p = requests.PreparedRequest()
-        p.method = req.method.upper()
-        url = req.url
-        if req.params:
-            query = RequestEncodingMixin._encode_params(req.params)
-            url = f"{url}{'&' if '?' in url else '?'}{query}"
-        p.url = url
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        headers._store = self._prep.headers._store.copy()  # requests' defaults
-        for name, value in req.headers.items():
-            headers[name] = value
-        body: Any = req.data
-        if not body and req.json is not None:
-            body = complexjson.dumps(req.json, allow_nan=False).encode("utf-8")
-            if "content-type" not in headers:
-                headers["Content-Type"] = "application/json"
-        p.headers = headers  # type: ignore[assignment]
-        p.body = body
-        p._cookies = None  # type: ignore[attr-defined]
-        if req.auth is not None:
-            p = req.auth(p)
-        return p
-
     def send(self, req: HttpRequest, timeout: tuple[float, float], *,
              backend: str | None = None, request_id: str | None = None) -> requests.Response:
         """The sync transport's ``send``, awaited on the loop (see the class docs)."""
@@ -134,17 +105,10 @@ class AsyncTransport:
     async def asend(self, req: HttpRequest, timeout: tuple[float, float], *,
                     backend: str | None = None, request_id: str | None = None
                     ) -> requests.Response:
-        connect, read = req.timeout or timeout
-        loop = asyncio.get_running_loop()
-        cut_at = None  # the attempt's deadline on the loop's clock
-        if req.deadline is not None:
-            left = req.deadline - time.monotonic()
-            if left <= 0:
-                raise RequestTimeout("the attempt's deadline passed before it was sent",
-                                     backend=backend, request_id=request_id)
-            read = max(0.001, min(read, left))
-            cut_at = loop.time() + left
-        prepared = self._prepare(req)
+        connect, read, left = attempt_timeouts(req, timeout, backend, request_id)
+        # the attempt's deadline on the loop's clock
+        cut_at = None if left is None else asyncio.get_running_loop().time() + left
+        prepared = prepare(self._prep, req)
         headers: dict[str, Any] = dict(prepared.headers)
         if "Accept-Encoding" not in req.headers:
             headers["Accept-Encoding"] = _ACCEPT_ENCODING
@@ -253,12 +217,13 @@ async def _aiter(it: Any) -> Any:
         yield piece
 
 
-class AsyncBody:
+class AsyncBody(_BodyBounds):
     """Stands in for ``response.raw`` of a streamed answer: each read awaits the next
-    piece that arrived (aiohttp's ``readany``) on the loop, through the bridge, with the
-    sync transport's bounds: the time left before the attempt's ``deadline`` (the read
-    timeout applies per read too), decoded bytes against ``max_body``, a cut body or a
-    corrupt encoding as :class:`~ipfs_accelerate_py.http.BodyCut`."""
+    piece that arrived (aiohttp's ``readany``) on the loop, through the bridge, under the
+    sync transport's bounds (shared with :class:`~ipfs_accelerate_py.http.BoundedBody`):
+    the time left before the attempt's ``deadline`` (the read timeout applies per read
+    too), decoded bytes against ``max_body``, a cut body or a corrupt encoding as
+    :class:`~ipfs_accelerate_py.http.BodyCut`."""
 
     def __init__(self, resp: aiohttp.ClientResponse, *, max_body: int | None,
                  deadline: float | None, backend: str | None, request_id: str | None) -> None:
@@ -269,9 +234,11 @@ class AsyncBody:
         self.request_id = request_id
         self.received = 0
 
-    def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
-        return cls(message, status=self._resp.status, backend=self.backend,
-                   request_id=self.request_id, **extra)
+    def _status(self) -> int:
+        return self._resp.status
+
+    def _drop(self) -> None:
+        self._resp.close()
 
     async def _next_piece(self) -> bytes:
         failure: BaseException | None = None
@@ -284,13 +251,9 @@ class AsyncBody:
         except asyncio.CancelledError:
             failure = RequestCancelled("the stream was cancelled while reading")
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            late = self.deadline is not None and time.monotonic() >= self.deadline
-            failure = self._error(RequestTimeout, (
-                "the attempt's deadline passed while reading the answer" if late
-                else "timed out reading the answer") + f" ({self.received} bytes received)")
+            failure = self._timed_out()
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            failure = self._error(BodyCut, "answer cut or corrupt after "
-                                  f"{self.received} bytes: {type(exc).__name__}")
+            failure = self._cut(exc)
         self._resp.close()
         raise failure
 
@@ -301,24 +264,8 @@ class AsyncBody:
             if not data:
                 self._resp.release()
                 return
-            self.received += len(data)
-            if self.max_body is not None and self.received > self.max_body:
-                self._resp.close()
-                raise self._error(ResponseTooLarge,
-                                  f"answer larger than max_response_bytes={self.max_body}",
-                                  limit=self.max_body)
+            self._count(data)
             yield data
-
-    def read(self, amt: int | None = None, decode_content: bool | None = True,
-             cache_content: bool = False) -> bytes:
-        if amt is None:
-            buf = bytearray()
-            for data in self.stream():
-                buf += data
-            return bytes(buf)
-        for data in self.stream(amt, decode_content):
-            return data
-        return b""
 
     def close(self) -> None:
         self._resp.close()

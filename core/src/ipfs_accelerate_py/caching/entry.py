@@ -7,6 +7,8 @@ key decodes to None (a miss), never to a wrong answer.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import hashlib
 import json
 from typing import Any
@@ -96,7 +98,7 @@ def result_from(doc: dict[str, Any], hit: CacheHit, request_id: str, backend: st
                   usage=Usage(*u) if u else None, model=doc.get("model"),
                   request_id=request_id, raw=doc.get("raw"), data=doc.get("data"),
                   backend=backend, provider_request_id=doc.get("provider_request_id"),
-                  key_id=None, attempts=0, cache=hit)
+                  key_id=None, attempts=0, cache=hit, cost=Decimal(0))  # a hit costs nothing
 
 
 def replay_chunk(r: Result) -> StreamChunk:

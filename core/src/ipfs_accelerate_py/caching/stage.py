@@ -169,6 +169,7 @@ class CacheStage:
         stream = ResultStream(replay_chunk(result), iter(()), request_id=req.request_id,
                               backend=job.bstate.name, key_id=None, attempts=0)
         stream.cache = info  # type: ignore[attr-defined]
+        stream.cost = result.cost
         return stream
 
     # ------------------------------------------------------------------ writes

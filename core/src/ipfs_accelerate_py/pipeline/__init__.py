@@ -13,8 +13,6 @@ injected clock.  ``docs/concepts.md`` shows where each hook is called.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from typing import Any, Callable, Mapping, Sequence
 
 from ..backend import Backend
@@ -96,12 +94,7 @@ class Pipeline:
         hit = cache.lookup(job)
         if hit is None:
             return False
-        # A hit costs nothing: priced at exactly zero, not "no price".
-        job.cost_units = 0
-        if isinstance(hit, Result):
-            object.__setattr__(hit, "cost", Decimal(0))
-        else:
-            hit.cost = Decimal(0)
+        job.cost_units = 0  # booked as priced at exactly zero, not as "no price"
         job.future.set_result(hit)
         self.settlement.finished(job, Outcome.SUCCESS, None, 1,
                                  result=hit if isinstance(hit, Result) else None)
