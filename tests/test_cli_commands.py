@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from test_cli_helpers import CLI, clean_env, run_cli
+from test_cli_helpers import main_in_process as _main
 from ipfs_accelerate_py.plugins import get_plugin_manager
 from ipfs_accelerate_sim import SimConfig, Simulator
 
@@ -22,17 +23,6 @@ COMMANDS = ["plugins", "chat", "embed", "infer", "batch", "sim", "demo"]
 def sim():
     with Simulator(SimConfig(latency=0.002)) as s:
         yield s
-
-
-def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from ipfs_accelerate_py.cli import main
-
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse's --help and usage errors
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from test_cli_helpers import CLI, clean_env, read_out, run_cli, write_requests
+from test_cli_helpers import main_in_process as _main
 from ipfs_accelerate_sim import SimConfig, Simulator
 
 
@@ -24,17 +25,6 @@ from ipfs_accelerate_sim import SimConfig, Simulator
 def sim():
     with Simulator(SimConfig(latency=0.002)) as s:
         yield s
-
-
-def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from ipfs_accelerate_py.cli import main
-
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse's usage errors
-        code = int(exc.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
 
 
 def _batch(sim: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -1,4 +1,5 @@
-"""Shared helpers of the CLI tests (no tests here): run ``ipfs-accelerate`` in a subprocess."""
+"""Shared helpers of the CLI tests (no tests here): run ``ipfs-accelerate`` in a subprocess,
+or in this process with its output captured."""
 
 from __future__ import annotations
 
@@ -41,3 +42,15 @@ def write_requests(path: Path, n: int, *, model: str = "gpt-4o-mini", prefix: st
 
 def read_out(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def main_in_process(args: list[str], capsys: Any) -> tuple[int, str, str]:
+    """``ipfs-accelerate ARGS`` in this process: (exit code, stdout, stderr)."""
+    from ipfs_accelerate_py.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's --help and usage errors
+        code = int(exc.code or 0)
+    got = capsys.readouterr()
+    return code, got.out, got.err

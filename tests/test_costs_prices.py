@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from test_cli_helpers import main_in_process as _main
 from test_cli_helpers import read_out, write_requests
 from ipfs_accelerate_py.costs import Price, PriceBook, PriceTable, default_table, to_dollars
 from ipfs_accelerate_py.costs.prices import model_names
@@ -123,17 +124,6 @@ def test_dollars_shows_three_significant_digits():
 
 
 # ------------------------------------------------------------------------------ command line
-def _main(args, capsys):
-    from ipfs_accelerate_py.cli import main
-
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
-
-
 def test_prices_command_shows_the_table_date_and_overrides(tmp_path, capsys):
     code, out, _ = _main(["prices"], capsys)
     assert code == 0

@@ -12,32 +12,38 @@ from ipfs_accelerate_py.retry import RetryDecision
 from ipfs_accelerate_py.server import ServerResponse
 
 
+class EventLog:
+    """A monitoring plugin keeping every request event by kind."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list] = {"queued": [], "started": [], "retried": [], "finished": []}
+
+    @hookimpl
+    def accelerate_on_queued(self, event):
+        self.seen["queued"].append(event)
+
+    @hookimpl
+    def accelerate_on_started(self, event):
+        self.seen["started"].append(event)
+
+    @hookimpl
+    def accelerate_on_retried(self, event):
+        self.seen["retried"].append(event)
+
+    @hookimpl
+    def accelerate_on_finished(self, event):
+        self.seen["finished"].append(event)
+
+
 def make(pm, srv, **cfg):
     return Client([BackendConfig("echo", keys=["test-key-1", "test-key-2"], base_url=srv.url)],
                   ClientConfig(retry=RetryPolicy(base_delay=0.001), **cfg), plugin_manager=pm)
 
 
 def test_monitoring_events_for_every_stage(pm, echo_server):
-    seen: dict[str, list] = {"queued": [], "started": [], "retried": [], "finished": []}
-
-    class Monitor:
-        @hookimpl
-        def accelerate_on_queued(self, event):
-            seen["queued"].append(event)
-
-        @hookimpl
-        def accelerate_on_started(self, event):
-            seen["started"].append(event)
-
-        @hookimpl
-        def accelerate_on_retried(self, event):
-            seen["retried"].append(event)
-
-        @hookimpl
-        def accelerate_on_finished(self, event):
-            seen["finished"].append(event)
-
-    pm.add_plugin(Monitor(), name="monitor")
+    monitor = EventLog()
+    seen = monitor.seen
+    pm.add_plugin(monitor, name="monitor")
     echo_server.script(ServerResponse.json({"error": {"message": "x"}}, 500))
     with make(pm, echo_server) as c:
         req = Request("echo", {"n": 1}, backend="echo")
@@ -126,22 +132,9 @@ def test_custom_queue_factory_is_used(pm, echo_server):
 
 
 def test_events_carry_the_request_tags_model_and_result(pm, echo_server):
-    seen: dict[str, list] = {"queued": [], "started": [], "finished": []}
-
-    class Watch:
-        @hookimpl
-        def accelerate_on_queued(self, event):
-            seen["queued"].append(event)
-
-        @hookimpl
-        def accelerate_on_started(self, event):
-            seen["started"].append(event)
-
-        @hookimpl
-        def accelerate_on_finished(self, event):
-            seen["finished"].append(event)
-
-    pm.add_plugin(Watch(), name="watch-tags")
+    watch = EventLog()
+    seen = watch.seen
+    pm.add_plugin(watch, name="watch-tags")
     with Client([BackendConfig("echo", keys=["test-key-1"], base_url=echo_server.url)],
                 ClientConfig(), plugin_manager=pm) as c:
         result = c.call(Request("echo", {"n": 7, "model": "m-1"}, backend="echo",
