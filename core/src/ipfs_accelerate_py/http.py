@@ -342,11 +342,13 @@ class _BodyBounds:
     :meth:`stream` (pieces as they arrive, each passed through :meth:`_count`), the
     status and how to drop the connection."""
 
-    max_body: int | None
-    deadline: float | None
-    backend: str | None
-    request_id: str | None
-    received: int
+    def __init__(self, *, max_body: int | None, deadline: float | None, backend: str | None,
+                 request_id: str | None) -> None:
+        self.max_body = max_body
+        self.deadline = deadline
+        self.backend = backend
+        self.request_id = request_id
+        self.received = 0
 
     def _status(self) -> int:
         raise NotImplementedError
@@ -412,12 +414,9 @@ class BoundedBody(_BodyBounds):
                  request_id: str | None) -> None:
         self._raw = resp.raw
         self._resp = resp
-        self.max_body = max_body
-        self.deadline = deadline
         self.read_timeout = read_timeout
-        self.backend = backend
-        self.request_id = request_id
-        self.received = 0
+        super().__init__(max_body=max_body, deadline=deadline, backend=backend,
+                         request_id=request_id)
 
     def __getattr__(self, name: str) -> Any:  # close(), release_conn(), headers...
         if name == "_raw":  # not set yet (a copy being made): no endless recursion

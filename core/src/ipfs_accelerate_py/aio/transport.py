@@ -228,11 +228,8 @@ class AsyncBody(_BodyBounds):
     def __init__(self, resp: aiohttp.ClientResponse, *, max_body: int | None,
                  deadline: float | None, backend: str | None, request_id: str | None) -> None:
         self._resp = resp
-        self.max_body = max_body
-        self.deadline = deadline
-        self.backend = backend
-        self.request_id = request_id
-        self.received = 0
+        super().__init__(max_body=max_body, deadline=deadline, backend=backend,
+                         request_id=request_id)
 
     def _status(self) -> int:
         return self._resp.status
