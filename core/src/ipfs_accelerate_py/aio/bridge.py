@@ -22,11 +22,6 @@ class _Bridge(greenlet):  # type: ignore[misc]
     """A greenlet running synchronous pipeline code for :func:`run_sync`."""
 
 
-def in_bridge() -> bool:
-    """Is the caller synchronous code that :func:`run_sync` runs (so may :func:`await_`)?"""
-    return isinstance(getcurrent(), _Bridge)
-
-
 def await_(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` from synchronous code run by :func:`run_sync`."""
     current = getcurrent()

@@ -172,10 +172,6 @@ class Budget:
         return calendar.timegm((year, month, 1, 0, 0, 0)) - wall
 
 
-def budget_from_cli(name: str, usd: Any = None, tokens: Any = None) -> Budget:
-    return Budget(name=name, usd=usd, tokens=tokens)
-
-
 class MemoryLedger:
     """Spend per ``budget:window`` in this process.  Thread-safe; every method is atomic
     across the entries it is given (all reserved, or none)."""
